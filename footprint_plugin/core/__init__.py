@@ -1,0 +1,1 @@
+"""The extraction engine: no QGIS, no Qt; runs anywhere torch, rasterio and shapely do."""

@@ -1,0 +1,136 @@
+"""The whole extraction: raster in, building polygons (and optionally a GeoPackage) out."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import FootprintError
+from .geo import ModelGrid, model_grid
+from .inference import (
+    CancelCheck,
+    Predictor,
+    ProgressCallback,
+    TilingOptions,
+    iter_probability_strips,
+    run_in_background,
+)
+from .model import UNet
+from .output import check_output_path, write_geopackage
+from .readers import WindowReader, clip_to_extent, resolve_band_mapping
+from .vectorize import Building, StripVectorizer, VectorizeOptions
+from .weights import ModelCard, load_weights
+
+DEFAULT_WEIGHTS_NAME = "default_weights.safetensors"
+
+
+def default_weights_path() -> Path:
+    """The bundled weights: ``resources/`` inside the installed plugin, or at the repository root."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "resources" / DEFAULT_WEIGHTS_NAME, here.parent.parent / "resources" / DEFAULT_WEIGHTS_NAME):
+        if candidate.is_file():
+            return candidate
+    raise FootprintError(
+        "No default weights are bundled with this copy; pass a weights file (--weights FILE, or choose one in the dialog)."
+    )
+
+
+@dataclass
+class ExtractionParameters:
+    """Everything a run needs besides the raster; ``None`` takes defaults."""
+
+    weights: str | None = None
+    device: str = "auto"
+    tiling: TilingOptions = field(default_factory=TilingOptions)
+    min_area_m2: float = 5.0
+    regularize: str = "simplify"
+    bands: list[int] | None = None
+    extent: tuple[float, float, float, float] | None = None  # in the raster's CRS
+    mask_threshold: float | None = None  # model card's when None
+    seed_threshold: float | None = None
+
+
+@dataclass
+class ExtractionResult:
+    buildings: list[Building]
+    crs_wkt: str
+    seconds: float
+    device: str
+    grid: ModelGrid
+    card: ModelCard
+    weights_path: str
+    warnings: list[str]
+
+
+def load_model(weights: str | None) -> tuple[UNet, ModelCard, str]:
+    """The model of a weights file, or of the bundled default weights."""
+    path = str(weights) if weights else str(default_weights_path())
+    model, card = load_weights(path)
+    return model, card, path
+
+
+def extract_buildings(
+    reader: WindowReader,
+    parameters: ExtractionParameters,
+    progress: ProgressCallback | None = None,
+    cancelled: CancelCheck | None = None,
+    warn: Callable[[str], None] | None = None,
+    model: tuple[UNet, ModelCard, str] | None = None,
+) -> ExtractionResult:
+    """Run tiled inference and vectorisation over ``reader``; geometry is in the raster's CRS."""
+    started = time.perf_counter()
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn:
+            warn(message)
+
+    unet, card, weights_path = model or load_model(parameters.weights)
+    bands = resolve_band_mapping(reader, card.input_bands, parameters.bands)
+    if parameters.extent is not None:
+        reader = clip_to_extent(reader, parameters.extent)
+    grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, float(card.resolution_m),
+                      warn=note, resolution_range_m=tuple(card.resolution_range_m))
+    predictor = Predictor(unet, card, parameters.device, amp=parameters.tiling.amp)
+    post = card.postprocess
+    options = VectorizeOptions(
+        mask_threshold=parameters.mask_threshold or float(post.get("mask_threshold", 0.5)),
+        seed_threshold=parameters.seed_threshold or float(post.get("seed_threshold", 0.5)),
+        min_area_m2=parameters.min_area_m2,
+        regularize=parameters.regularize,
+    )
+    vectorizer = StripVectorizer(grid.transform, grid.pixel_area_m2, grid.width, options, warn=note)
+    strips = iter_probability_strips(reader, grid, bands, predictor, parameters.tiling, progress, cancelled)
+    buildings: list[Building] = []
+    # Vectorising runs here while the next strips are inferred in a worker thread.
+    for strip in run_in_background(strips):
+        buildings.extend(vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last))
+    return ExtractionResult(buildings, reader.crs_wkt, time.perf_counter() - started, str(predictor.device),
+                            grid, card, weights_path, warnings)
+
+
+def extract_to_geopackage(
+    reader: WindowReader,
+    output: str | os.PathLike[str],
+    parameters: ExtractionParameters,
+    progress: ProgressCallback | None = None,
+    cancelled: CancelCheck | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ExtractionResult:
+    """:func:`extract_buildings`, then write layer ``buildings`` to ``output`` atomically."""
+    started = time.perf_counter()
+    check_output_path(output)
+    result = extract_buildings(reader, parameters, progress, cancelled, warn)
+    metadata = {
+        "source_raster": reader.name,
+        "weights": Path(result.weights_path).name,
+        "weights_name": result.card.name,
+        "device": result.device,
+    }
+    write_geopackage(output, result.buildings, result.crs_wkt, metadata=metadata)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,275 @@
+"""Tiled, batched U-Net inference that yields blended class probabilities strip by strip.
+
+Tiles lie on one fixed grid over the whole raster and overlap; each tile's
+softmax output is weighted by a smooth window that falls towards the tile's
+edges, so the blended probabilities show no seams. Only the rows that are
+still receiving tiles are kept in memory: peak memory depends on the raster's
+width and the tile size, never on its height.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import CancelledError, FootprintError
+from .geo import ModelGrid
+from .model import UNet
+from .readers import WindowReader
+from .weights import ModelCard
+
+ProgressCallback = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; others are checked for availability."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FootprintError("Device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FootprintError("Device mps was asked for, but it is not available here; use --device cpu or auto.")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise FootprintError(f"Unknown device {name!r}; choose auto, cpu or cuda.")
+    return torch.device(name)
+
+
+def available_devices() -> list[str]:
+    """Devices this machine can run the model on, best first."""
+    devices = []
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices + ["cpu"]
+
+
+@dataclass
+class TilingOptions:
+    """How the raster is cut into tiles; ``None`` takes the default."""
+
+    tile_size: int | None = None  # model card's training tile size
+    overlap: int | None = None  # a quarter of the tile
+    batch_size: int | None = None  # 16 on CUDA, 4 elsewhere
+    amp: bool = True  # float16 autocast on CUDA
+    flip_tta: bool = False  # average with the horizontally flipped tile
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of tiles covering ``length`` pixels; the last tile ends at the edge."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def blend_window(tile: int) -> np.ndarray:
+    """2-D weights, highest in the tile's centre and near zero at its edges."""
+    ramp = np.sin(np.pi * (np.arange(tile) + 0.5) / tile) ** 2
+    ramp = np.maximum(ramp, 1e-3).astype(np.float32)
+    return np.outer(ramp, ramp)
+
+
+class Predictor:
+    """A model prepared for inference on one device."""
+
+    def __init__(self, model: UNet, card: ModelCard, device: str | torch.device = "auto", amp: bool = True) -> None:
+        self.card = card
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.amp = amp and self.device.type == "cuda"
+        self.model = model.eval().to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        norm = card.normalization
+        self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(norm["std"], dtype=np.float32).reshape(-1, 1, 1)
+        self.scales = {k: float(v) for k, v in norm["scale"].items()}
+
+    def scale_for(self, dtype: str, bit_depth: int | None) -> float:
+        """Divisor that maps raw values to 0..1 for this input type."""
+        if bit_depth and dtype != "uint8":
+            return float(2**bit_depth - 1)
+        key = "uint16" if dtype == "int16" else dtype
+        return self.scales.get(key, 255.0)
+
+    def normalize(self, raw: np.ndarray, scale: float) -> np.ndarray:
+        data = np.clip(raw.astype(np.float32) / scale, 0.0, 1.0)
+        return (data - self.mean) / self.std
+
+    @torch.inference_mode()
+    def probabilities(self, batch: np.ndarray, flip_tta: bool = False) -> np.ndarray:
+        """Softmax class probabilities (N, 3, H, W) for a normalised batch (N, C, H, W)."""
+        tensor = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        else:
+            tensor = tensor.to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.amp):
+            logits = self.model(tensor).float()
+            probs = torch.softmax(logits, dim=1)
+            if flip_tta:
+                flipped = self.model(torch.flip(tensor, dims=[3])).float()
+                probs = 0.5 * (probs + torch.flip(torch.softmax(flipped, dim=1), dims=[3]))
+        return probs.cpu().numpy()
+
+
+@dataclass
+class ProbabilityStrip:
+    """Final blended probabilities for grid rows ``row_start .. row_start + rows``."""
+
+    row_start: int
+    building: np.ndarray  # P(interior) + P(border), float32 (rows, width)
+    interior: np.ndarray  # P(interior), float32 (rows, width)
+    last: bool
+
+
+def _pad_to(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    pad_r, pad_c = rows - array.shape[-2], cols - array.shape[-1]
+    if pad_r == 0 and pad_c == 0:
+        return array
+    pads = [(0, 0)] * (array.ndim - 2) + [(0, pad_r), (0, pad_c)]
+    mode = "reflect" if pad_r < array.shape[-2] and pad_c < array.shape[-1] else "edge"
+    return np.pad(array, pads, mode=mode)
+
+
+def iter_probability_strips(
+    reader: WindowReader,
+    grid: ModelGrid,
+    bands: list[int],
+    predictor: Predictor,
+    options: TilingOptions,
+    progress: ProgressCallback | None = None,
+    cancelled: CancelCheck | None = None,
+) -> Iterator[ProbabilityStrip]:
+    """Run the model over the whole grid; yield final probabilities top to bottom.
+
+    Reading the next row of tiles runs in a background thread while the model
+    works on the current one.
+    """
+    multiple = predictor.card.config.size_multiple
+    tile = int(options.tile_size or predictor.card.tile_size)
+    if tile < multiple or tile % multiple:
+        raise FootprintError(f"Tile size {tile} must be a positive multiple of {multiple} for these weights.")
+    overlap = tile // 4 if options.overlap is None else int(options.overlap)
+    if not 0 <= overlap <= tile // 2:
+        raise FootprintError(f"Overlap {overlap} must be between 0 and half the tile size ({tile // 2}).")
+    default_batch = 16 if predictor.device.type == "cuda" else 4
+    batch_size = int(options.batch_size or default_batch)
+    if batch_size < 1:
+        raise FootprintError("Batch size must be at least 1.")
+    stride = tile - overlap
+    width, height = grid.width, grid.height
+    xs = tile_starts(width, tile, stride)
+    ys = tile_starts(height, tile, stride)
+    window = blend_window(tile)
+    scale = predictor.scale_for(reader.dtype, reader.bit_depth)
+    sy = grid.source_height / grid.height
+    padded_width = max(width, tile)
+    total_tiles = len(xs) * len(ys)
+    done_tiles = 0
+
+    def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = min(tile, height - y0)
+        data, valid = reader.read((0.0, y0 * sy, float(grid.source_width), rows * sy), (rows, width), bands)
+        data = predictor.normalize(data, scale)
+        return _pad_to(data, tile, padded_width), _pad_to(valid, tile, padded_width)
+
+    # Rolling accumulators for grid rows [buffer_top, buffer_top + buffer_rows).
+    buffer_rows = tile + stride
+    acc = np.zeros((3, buffer_rows, padded_width), np.float32)
+    weight = np.zeros((buffer_rows, padded_width), np.float32)
+    valid_buf = np.zeros((buffer_rows, padded_width), bool)
+    buffer_top = 0
+    emitted_until = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="footprint-read") as pool:
+        pending = pool.submit(read_row, ys[0])
+        for index, y0 in enumerate(ys):
+            data, valid = pending.result()
+            if index + 1 < len(ys):
+                pending = pool.submit(read_row, ys[index + 1])
+            offset = y0 - buffer_top
+            valid_buf[offset : offset + tile] |= valid
+            for first in range(0, len(xs), batch_size):
+                if cancelled and cancelled():
+                    raise CancelledError()
+                starts = xs[first : first + batch_size]
+                batch = np.stack([data[:, :, x : x + tile] for x in starts])
+                probs = predictor.probabilities(batch, options.flip_tta)
+                for x, tile_probs in zip(starts, probs):
+                    acc[:, offset : offset + tile, x : x + tile] += tile_probs * window
+                    weight[offset : offset + tile, x : x + tile] += window
+                done_tiles += len(starts)
+                if progress:
+                    progress(done_tiles / total_tiles, f"tile {done_tiles}/{total_tiles}")
+            final_end = ys[index + 1] if index + 1 < len(ys) else height
+            count = final_end - emitted_until
+            if count > 0:
+                rows = slice(emitted_until - buffer_top, final_end - buffer_top)
+                blended = acc[:, rows, :width] / weight[rows, :width]
+                keep = valid_buf[rows, :width]
+                building = np.where(keep, 1.0 - blended[0], 0.0).astype(np.float32)
+                interior = np.where(keep, blended[1], 0.0).astype(np.float32)
+                yield ProbabilityStrip(emitted_until, building, interior, index + 1 == len(ys))
+                emitted_until = final_end
+            # Drop the emitted rows from the accumulators.
+            shift = emitted_until - buffer_top
+            if shift > 0:
+                for array in (acc, weight, valid_buf):
+                    array[..., : buffer_rows - shift, :] = array[..., shift:, :].copy()
+                    array[..., buffer_rows - shift :, :] = 0
+                buffer_top = emitted_until
+    if emitted_until < height:  # cannot happen; guards the memory design
+        raise RuntimeError("rows left unprocessed")
+
+
+def run_in_background(iterator: Iterator, maxsize: int = 2) -> Iterator:
+    """Drive ``iterator`` in a worker thread so its consumer runs concurrently with it."""
+    items: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+    sentinel = object()
+
+    def worker() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((sentinel, None))
+        except BaseException as exc:  # re-raised in the consumer
+            items.put((sentinel, exc))
+
+    thread = threading.Thread(target=worker, name="footprint-infer", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if item is sentinel:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+

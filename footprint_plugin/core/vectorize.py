@@ -1,0 +1,246 @@
+"""From 3-class probabilities to building polygons.
+
+Buildings are seeded from the interior class and grown into interior + border,
+so touching buildings separated by predicted border come out as separate
+polygons. Probabilities arrive strip by strip; a building is emitted once the
+whole connected building region it belongs to has arrived, so a building that
+crosses a tile or strip boundary is one polygon.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.features import shapes
+from rasterio.transform import Affine
+from scipy import ndimage
+from shapely import affinity
+from shapely.geometry import LineString, Polygon, shape
+from shapely.validation import make_valid
+
+from .errors import FootprintError
+
+REGULARIZE_MODES = ("none", "simplify", "orthogonal")
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass
+class VectorizeOptions:
+    """Post-processing settings; thresholds default to the model card's."""
+
+    mask_threshold: float = 0.5  # P(interior) + P(border) above this is building
+    seed_threshold: float = 0.5  # P(interior) above this seeds a building
+    min_seed_px: int = 4
+    min_area_m2: float = 5.0
+    fill_holes_m2: float = 20.0  # holes smaller than this are filled
+    regularize: str = "simplify"
+    simplify_px: float = 0.75
+    max_buffer_rows: int = 8192  # a building region taller than this is cut
+
+    def validate(self) -> None:
+        if self.regularize not in REGULARIZE_MODES:
+            raise FootprintError(f"Regularisation {self.regularize!r} unknown; choose one of {', '.join(REGULARIZE_MODES)}.")
+        if self.min_area_m2 < 0:
+            raise FootprintError("Minimum area must not be negative.")
+        if not 0 < self.mask_threshold < 1 or not 0 < self.seed_threshold < 1:
+            raise FootprintError("Thresholds must lie between 0 and 1.")
+
+
+@dataclass
+class Building:
+    """One footprint: polygon in the raster's CRS, ground area and mean building probability."""
+
+    geometry: Polygon
+    area_m2: float
+    score: float
+
+
+def label_instances(
+    building_prob: np.ndarray, interior_prob: np.ndarray, options: VectorizeOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Instance labels and connected building-region labels (both int32, 0 = background)."""
+    building = building_prob > options.mask_threshold
+    regions, _ = ndimage.label(building, structure=_CROSS)
+    seeds, n_seeds = ndimage.label((interior_prob > options.seed_threshold) & building, structure=_CROSS)
+    if n_seeds and options.min_seed_px > 1:
+        sizes = np.bincount(seeds.ravel(), minlength=n_seeds + 1)
+        small = sizes < options.min_seed_px
+        small[0] = False
+        if small.any():
+            seeds[small[seeds]] = 0
+    instances = seeds.astype(np.int32)
+    unassigned = building & (instances == 0)
+    # Grow seeds into the building mask one pixel ring at a time.
+    for _ in range(256):
+        if not unassigned.any():
+            break
+        grown = ndimage.grey_dilation(instances, footprint=_CROSS)
+        take = unassigned & (grown > 0)
+        if not take.any():
+            break
+        instances[take] = grown[take]
+        unassigned &= ~take
+    if unassigned.any():  # building regions without any seed become one building each
+        extra, _ = ndimage.label(unassigned, structure=_CROSS)
+        offset = int(instances.max())
+        instances[extra > 0] = extra[extra > 0] + offset
+    return instances, regions.astype(np.int32)
+
+
+def orthogonalize(polygon: Polygon) -> Polygon:
+    """Right-angled version of a simplified polygon, aligned with its dominant direction.
+
+    Each edge is snapped to the nearer of the two axes of the polygon's minimum
+    rotated rectangle; runs of edges on one axis merge. Falls back to the input
+    when the result would be degenerate or change the area by more than 30%.
+    """
+    rectangle = polygon.minimum_rotated_rectangle
+    if not isinstance(rectangle, Polygon):
+        return polygon
+    corners = list(rectangle.exterior.coords)
+    edges = [LineString(corners[i : i + 2]) for i in range(2)]
+    longest = max(edges, key=lambda edge: edge.length)
+    (x0, y0), (x1, y1) = longest.coords
+    angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
+    origin = polygon.centroid
+    rotated = affinity.rotate(polygon, -angle, origin=origin)
+    coords = list(rotated.exterior.coords)[:-1]
+    n = len(coords)
+    runs: list[list[float]] = []  # [axis (0 = horizontal), weighted coordinate sum, length]
+    for i in range(n):
+        (ax, ay), (bx, by) = coords[i], coords[(i + 1) % n]
+        dx, dy = bx - ax, by - ay
+        length = math.hypot(dx, dy)
+        if length == 0:
+            continue
+        axis = 0 if abs(dx) >= abs(dy) else 1
+        value = (ay + by) / 2 if axis == 0 else (ax + bx) / 2
+        if runs and runs[-1][0] == axis:
+            runs[-1][1] += value * length
+            runs[-1][2] += length
+        else:
+            runs.append([axis, value * length, length])
+    if len(runs) > 1 and runs[0][0] == runs[-1][0]:
+        last = runs.pop()
+        runs[0][1] += last[1]
+        runs[0][2] += last[2]
+    if len(runs) < 4 or len(runs) % 2:
+        return polygon
+    levels = [(axis, total / length) for axis, total, length in runs]
+    vertices = []
+    for i, (axis, level) in enumerate(levels):
+        next_axis, next_level = levels[(i + 1) % len(levels)]
+        vertices.append((next_level, level) if axis == 0 else (level, next_level))
+    candidate = Polygon(vertices)
+    if not candidate.is_valid or candidate.area <= 0:
+        return polygon
+    if not 0.7 <= candidate.area / polygon.area <= 1.3:
+        return polygon
+    return affinity.rotate(candidate, angle, origin=origin)
+
+
+class StripVectorizer:
+    """Turns probability strips (top to bottom) into :class:`Building` objects.
+
+    Keeps the rows of building regions that may still continue below; a region
+    is emitted when it no longer touches the newest row.
+    """
+
+    def __init__(self, transform: Affine, pixel_area_m2: float, width: int, options: VectorizeOptions,
+                 warn: Callable[[str], None] | None = None) -> None:
+        options.validate()
+        self.transform = transform
+        self.pixel_area_m2 = pixel_area_m2
+        self.width = width
+        self.options = options
+        self.warn = warn
+        self._building = np.zeros((0, width), np.float32)
+        self._interior = np.zeros((0, width), np.float32)
+        self._top = 0  # grid row of the buffer's first row
+        self._owned_from = 0  # regions starting above this row were emitted already
+        self._warned_cut = False
+
+    def add(self, row_start: int, building: np.ndarray, interior: np.ndarray, last: bool) -> list[Building]:
+        if row_start != self._top + len(self._building):
+            raise ValueError("strips must arrive in order without gaps")
+        self._building = np.concatenate([self._building, building])
+        self._interior = np.concatenate([self._interior, interior])
+        rows = len(self._building)
+        end = self._top + rows
+        if rows > self.options.max_buffer_rows and not last:
+            last = True  # bound memory: cut regions taller than the buffer
+            if self.warn and not self._warned_cut:
+                self.warn(f"A building region is taller than {self.options.max_buffer_rows} px; it is cut there.")
+                self._warned_cut = True
+        instances, regions = label_instances(self._building, self._interior, self.options)
+        region_slices = ndimage.find_objects(regions)
+        owned_until = end
+        region_top = np.zeros(len(region_slices) + 1, np.int64)
+        for index, box in enumerate(region_slices, start=1):
+            top = self._top + box[0].start
+            region_top[index] = top
+            if not last and box[0].stop == rows and top >= self._owned_from:
+                owned_until = min(owned_until, top)
+        emit_region = (region_top >= self._owned_from) & (region_top < owned_until)
+        emit_region[0] = False
+        buildings = self._polygons(instances, regions, emit_region)
+        self._owned_from = owned_until
+        keep_from = max(self._top, owned_until - 1)
+        cut = keep_from - self._top
+        self._building = self._building[cut:]
+        self._interior = self._interior[cut:]
+        self._top = keep_from
+        return buildings
+
+    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray) -> list[Building]:
+        emit_mask = emit_region[regions] & (instances > 0)
+        if not emit_mask.any():
+            return []
+        ids = np.unique(instances[emit_mask])
+        scores = dict(zip(ids.tolist(), ndimage.mean(self._building, instances, index=ids)))
+        parts: dict[int, Polygon] = {}
+        for geom, value in shapes(instances, mask=emit_mask, connectivity=4):
+            polygon = shape(geom)
+            value = int(value)
+            if value not in parts or polygon.area > parts[value].area:
+                parts[value] = polygon
+        row_offset = Affine.translation(0, self._top)
+        to_crs = self.transform * row_offset
+        matrix = [to_crs.a, to_crs.b, to_crs.d, to_crs.e, to_crs.xoff, to_crs.yoff]
+        buildings = []
+        for value, polygon in parts.items():
+            polygon = self._clean(polygon)
+            if polygon is None:
+                continue
+            buildings.append(Building(affinity.affine_transform(polygon, matrix),
+                                      polygon.area * self.pixel_area_m2, float(scores[value])))
+        return buildings
+
+    def _clean(self, polygon: Polygon) -> Polygon | None:
+        """Hole filling, minimum area and regularisation, in grid pixel units."""
+        options = self.options
+        if polygon.area * self.pixel_area_m2 < options.min_area_m2:
+            return None
+        holes_px = options.fill_holes_m2 / self.pixel_area_m2
+        interiors = [ring for ring in polygon.interiors if Polygon(ring).area >= holes_px]
+        polygon = Polygon(polygon.exterior, interiors)
+        if options.regularize in ("simplify", "orthogonal"):
+            polygon = polygon.simplify(options.simplify_px, preserve_topology=True)
+        if options.regularize == "orthogonal":
+            outline = orthogonalize(Polygon(polygon.exterior))
+            polygon = Polygon(outline.exterior, list(polygon.interiors))
+        if not polygon.is_valid:
+            polygon = make_valid(polygon)
+        if not isinstance(polygon, Polygon):
+            pieces = [g for g in getattr(polygon, "geoms", []) if isinstance(g, Polygon) and not g.is_empty]
+            if not pieces:
+                return None
+            polygon = max(pieces, key=lambda part: part.area)
+        if polygon.is_empty:
+            return None
+        if polygon.area * self.pixel_area_m2 < options.min_area_m2:
+            return None
+        return polygon

@@ -1,0 +1,217 @@
+"""The weights file: tensors plus a model card, in the safetensors layout.
+
+The file is ``<u64 little-endian header length><JSON header><raw tensor bytes>``
+(the public safetensors layout, readable by the ``safetensors`` package too).
+The JSON header maps each tensor name to its dtype, shape and byte range, and
+its ``__metadata__`` entry holds the model card as a JSON string. Reading it
+parses JSON and copies bytes; nothing in the file is ever executed, so a
+weights file from an untrusted source cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import FootprintError
+from .model import CLASS_NAMES, UNet, UNetConfig
+
+FORMAT_NAME = "footprint-unet-weights"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+_DTYPES: dict[str, tuple[np.dtype, torch.dtype]] = {
+    "F32": (np.dtype("<f4"), torch.float32),
+    "F16": (np.dtype("<f2"), torch.float16),
+    "I64": (np.dtype("<i8"), torch.int64),
+}
+_TORCH_TO_CODE = {torch_dtype: code for code, (_, torch_dtype) in _DTYPES.items()}
+
+
+def default_normalization() -> dict[str, Any]:
+    """8-bit data is divided by 255; 16-bit data by its bit depth (SpaceNet: 11 bits = 2047)."""
+    return {
+        "scale": {"uint8": 255.0, "uint16": 2047.0},
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+    }
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to run a set of weights, stored inside the weights file."""
+
+    model_args: dict[str, int] = field(default_factory=lambda: UNetConfig().to_dict())
+    architecture: str = "unet"
+    input_bands: list[str] = field(default_factory=lambda: ["red", "green", "blue"])
+    normalization: dict[str, Any] = field(default_factory=default_normalization)
+    resolution_m: float = 0.3
+    resolution_range_m: list[float] = field(default_factory=lambda: [0.1, 0.9])
+    tile_size: int = 256
+    classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    postprocess: dict[str, float] = field(
+        default_factory=lambda: {"mask_threshold": 0.5, "seed_threshold": 0.5}
+    )
+    name: str = "unnamed"
+    description: str = ""
+    training_data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def config(self) -> UNetConfig:
+        return UNetConfig.from_dict(self.model_args)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelCard:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def validate(self) -> None:
+        """Raise ValueError when the card is inconsistent."""
+        if self.format != FORMAT_NAME:
+            raise ValueError(f"not a {FORMAT_NAME} file (format {self.format!r})")
+        if int(self.format_version) > FORMAT_VERSION:
+            raise ValueError(
+                f"format version {self.format_version} is newer than this program supports "
+                f"({FORMAT_VERSION}); update the plugin"
+            )
+        if self.architecture != "unet":
+            raise ValueError(f"unknown architecture {self.architecture!r}")
+        config = self.config
+        if len(self.input_bands) != config.in_channels:
+            raise ValueError(
+                f"{len(self.input_bands)} input bands listed for a network with {config.in_channels} inputs"
+            )
+        if len(self.classes) != config.num_classes or config.num_classes != 3:
+            raise ValueError("the network must have 3 classes: background, interior, border")
+        norm = self.normalization
+        for key in ("mean", "std"):
+            if len(norm.get(key, [])) != config.in_channels:
+                raise ValueError(f"normalization {key} needs {config.in_channels} values")
+        if any(float(s) <= 0 for s in norm["std"]):
+            raise ValueError("normalization std values must be positive")
+        if float(self.resolution_m) <= 0:
+            raise ValueError("resolution_m must be positive")
+        if int(self.tile_size) % config.size_multiple:
+            raise ValueError(f"tile_size must be a multiple of {config.size_multiple}")
+
+
+def save_weights(path: str | os.PathLike[str], model: UNet, card: ModelCard) -> None:
+    """Write ``model``'s tensors and ``card`` to ``path`` atomically."""
+    card.model_args = model.config.to_dict()
+    card.validate()
+    header: dict[str, Any] = {"__metadata__": {"model_card": card.to_json()}}
+    blobs = []
+    offset = 0
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        if tensor.dtype not in _TORCH_TO_CODE:
+            tensor = tensor.float()
+        code = _TORCH_TO_CODE[tensor.dtype]
+        data = tensor.numpy().astype(_DTYPES[code][0], copy=False).tobytes()
+        header[name] = {"dtype": code, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header_bytes = json.dumps(header).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    path = Path(path)
+    handle, tmp_name = tempfile.mkstemp(prefix=".weights-", dir=path.parent or ".")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(struct.pack("<Q", len(header_bytes)))
+            out.write(header_bytes)
+            for blob in blobs:
+                out.write(blob)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _fail(path: Path, problem: str) -> FootprintError:
+    return FootprintError(f"Weights file {path}: {problem}")
+
+
+def read_weights_file(path: str | os.PathLike[str]) -> tuple[ModelCard, dict[str, torch.Tensor]]:
+    """Parse a weights file into its card and tensors, validating every field."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror})") from None
+    if raw[:2] == b"PK" or raw[:1] == b"\x80":
+        raise _fail(
+            path,
+            "is a PyTorch pickle checkpoint, which is never loaded because it can run code; "
+            "convert a trusted checkpoint with `python -m trainer export`",
+        )
+    if len(raw) < 8:
+        raise _fail(path, "is too short to be a weights file")
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    if header_len > MAX_HEADER_BYTES or 8 + header_len > len(raw):
+        raise _fail(path, "is not a weights file or is truncated (bad header length)")
+    try:
+        header = json.loads(raw[8 : 8 + header_len].decode("utf-8"))
+        card_values = json.loads(header.pop("__metadata__")["model_card"])
+        card = ModelCard.from_dict(card_values)
+        card.validate()
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _fail(path, f"has no valid model card ({exc})") from None
+    data = memoryview(raw)[8 + header_len :]
+    tensors: dict[str, torch.Tensor] = {}
+    for name, entry in header.items():
+        try:
+            np_dtype, _ = _DTYPES[entry["dtype"]]
+            shape = [int(n) for n in entry["shape"]]
+            start, end = (int(n) for n in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise _fail(path, f"tensor {name!r} has an invalid description") from None
+        count = int(np.prod(shape)) if shape else 1
+        if not 0 <= start <= end <= len(data) or end - start != count * np_dtype.itemsize:
+            raise _fail(path, f"tensor {name!r} lies outside the file (truncated or corrupt)")
+        array = np.frombuffer(data[start:end], dtype=np_dtype).reshape(shape)
+        tensors[name] = torch.from_numpy(array.copy())
+    return card, tensors
+
+
+def load_weights(path: str | os.PathLike[str]) -> tuple[UNet, ModelCard]:
+    """Build the network described in the file's card and load its tensors (eval mode)."""
+    card, tensors = read_weights_file(path)
+    model = UNet(card.config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise _fail(
+            Path(path),
+            f"tensors do not match the U-Net in its model card (missing {missing[:3]}, unexpected {unexpected[:3]})",
+        )
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise _fail(
+                Path(path),
+                f"tensor {name!r} has shape {tuple(tensor.shape)}, the model card's U-Net needs "
+                f"{tuple(expected[name].shape)}",
+            )
+        if not torch.isfinite(tensor.float()).all():
+            raise _fail(Path(path), f"tensor {name!r} holds NaN or infinite values")
+    model.load_state_dict(tensors)
+    model.eval()
+    return model, card

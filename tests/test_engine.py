@@ -1,0 +1,244 @@
+"""Exact tests of the engine: tiling, blending, strips, vectorisation, masks, resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rasterio.transform import Affine
+from shapely.geometry import box
+from shapely.ops import unary_union
+
+from footprint_plugin.core.errors import CancelledError, FootprintError
+from footprint_plugin.core.extract import ExtractionParameters, extract_buildings
+from footprint_plugin.core.geo import ground_resolution_m, model_grid
+from footprint_plugin.core.inference import TilingOptions, blend_window, tile_starts
+from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
+from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions, label_instances, orthogonalize
+
+from .helpers import MERCATOR_60N, ProbeModel, paint, probe_card, write_raster
+
+UTM = Affine(0.3, 0, 500000, 0, -0.3, 6000000)
+BOXES = [(10, 10, 40, 50), (10, 50, 40, 80), (70, 20, 150, 60), (100, 100, 130, 190), (160, 5, 175, 25)]
+
+
+def probe_extract(path, tile=64, overlap=16, regularize="none", min_area=0.5, extent=None, **kwargs):
+    parameters = ExtractionParameters(tiling=TilingOptions(tile, overlap, 3), regularize=regularize,
+                                      min_area_m2=min_area, extent=extent, device="cpu")
+    with RasterioReader(path) as reader:
+        return extract_buildings(reader, parameters, model=(ProbeModel(), probe_card(tile), "probe"), **kwargs)
+
+
+def test_tile_grid_covers_every_pixel_and_ends_at_the_edge():
+    assert tile_starts(100, 64, 48) == [0, 36]
+    assert tile_starts(50, 64, 48) == [0]
+    starts = tile_starts(1000, 256, 192)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256
+    assert all(b - a <= 192 for a, b in zip(starts, starts[1:]))
+    window = blend_window(64)
+    assert window.shape == (64, 64) and window.min() > 0
+    assert window[32, 32] == pytest.approx(window.max(), rel=1e-3) and window[0, 0] < 0.01
+
+
+def test_painted_buildings_come_back_exactly_with_area_and_crs(tmp_path):
+    path = write_raster(tmp_path / "painted.tif", paint(200, 200, BOXES), transform=UTM)
+    result = probe_extract(path)
+    assert result.device == "cpu"
+    assert len(result.buildings) == len(BOXES)
+    found = sorted(result.buildings, key=lambda b: (-b.geometry.bounds[3], b.geometry.bounds[0]))
+    expected = sorted((box(500000 + c0 * 0.3, 6000000 - r1 * 0.3, 500000 + c1 * 0.3, 6000000 - r0 * 0.3)
+                       for r0, c0, r1, c1 in BOXES), key=lambda g: (-g.bounds[3], g.bounds[0]))
+    for building, truth in zip(found, expected):
+        iou = building.geometry.intersection(truth).area / building.geometry.union(truth).area
+        assert iou > 0.999
+        assert building.area_m2 == pytest.approx(truth.area, rel=1e-3)
+        assert 0.99 < building.score <= 1.0
+    assert "UTM zone 33N" in result.crs_wkt
+
+
+def test_touching_buildings_split_by_their_border(tmp_path):
+    # Boxes 0 and 1 share an edge: one building mask, two interiors.
+    path = write_raster(tmp_path / "touching.tif", paint(60, 100, BOXES[:2]), transform=UTM)
+    result = probe_extract(path)
+    assert len(result.buildings) == 2
+    left, right = sorted(result.buildings, key=lambda b: b.geometry.bounds[0])
+    assert left.geometry.intersection(right.geometry).area == pytest.approx(0, abs=1e-6)
+    assert left.area_m2 == pytest.approx(30 * 40 * 0.09, rel=0.05)
+    assert right.area_m2 == pytest.approx(30 * 30 * 0.09, rel=0.05)
+
+
+@pytest.mark.parametrize("tile,overlap", [(32, 8), (64, 0), (64, 32), (128, 16)])
+def test_result_does_not_depend_on_tiles(tmp_path, tile, overlap):
+    path = write_raster(tmp_path / "painted.tif", paint(200, 200, BOXES), transform=UTM)
+    reference = unary_union([b.geometry for b in probe_extract(path, 256, 0).buildings])
+    result = probe_extract(path, tile, overlap)
+    union = unary_union([b.geometry for b in result.buildings])
+    assert len(result.buildings) == len(BOXES)
+    assert union.symmetric_difference(reference).area < 1e-6
+
+
+def test_building_across_strip_boundaries_is_one_polygon():
+    # A tall building, fed in strips of 7 rows: it must come out once, whole.
+    rows, cols = 120, 40
+    building = np.zeros((rows, cols), np.float32)
+    interior = np.zeros((rows, cols), np.float32)
+    building[5:110, 5:30] = 1
+    interior[7:108, 7:28] = 1
+    building[50:60, 32:38] = 1  # a small second building beside it, inside one strip
+    interior[52:58, 33:37] = 1
+    options = VectorizeOptions(regularize="none", min_area_m2=0)
+    whole = StripVectorizer(Affine.identity(), 1.0, cols, options).add(0, building, interior, True)
+    stripped = StripVectorizer(Affine.identity(), 1.0, cols, options)
+    pieces = []
+    for start in range(0, rows, 7):
+        pieces += stripped.add(start, building[start : start + 7], interior[start : start + 7], start + 7 >= rows)
+    assert len(whole) == len(pieces) == 2
+    for a, b in zip(sorted(whole, key=lambda x: x.area_m2), sorted(pieces, key=lambda x: x.area_m2)):
+        assert a.geometry.equals(b.geometry)
+    assert max(p.area_m2 for p in pieces) == pytest.approx(105 * 25)
+
+
+def test_instances_grow_from_interior_seeds():
+    building = np.zeros((20, 30), np.float32)
+    interior = np.zeros((20, 30), np.float32)
+    building[2:18, 2:28] = 1
+    interior[4:16, 4:13] = 1
+    interior[4:16, 17:26] = 1
+    instances, regions = label_instances(building, interior, VectorizeOptions())
+    assert regions.max() == 1
+    assert len(np.unique(instances)) == 3
+    assert (instances[2:18, 2:28] > 0).all() and (instances[:2] == 0).all()
+
+
+def test_nodata_gives_no_buildings(tmp_path):
+    # For the probe model a black pixel is 2/3 building: unmasked, the black block would be a building.
+    image = paint(100, 100, [(10, 10, 40, 40)])
+    image[:, 50:, 50:] = 0
+    unmasked = probe_extract(write_raster(tmp_path / "plain.tif", image, transform=UTM))
+    assert len(unmasked.buildings) == 2
+    result = probe_extract(write_raster(tmp_path / "nodata.tif", image, transform=UTM, nodata=0))
+    assert len(result.buildings) == 1
+    assert result.buildings[0].geometry.bounds[2] < 500000 + 50 * 0.3
+
+
+def test_alpha_band_masks_buildings(tmp_path):
+    from rasterio.enums import ColorInterp
+
+    image = paint(100, 100, [(10, 10, 40, 40), (60, 60, 90, 90)])
+    alpha = np.full((1, 100, 100), 255, np.uint8)
+    alpha[:, 50:, :] = 0
+    path = write_raster(tmp_path / "alpha.tif", np.concatenate([image, alpha]), transform=UTM,
+                        colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha])
+    with RasterioReader(path) as reader:
+        assert resolve_band_mapping(reader, ["red", "green", "blue"]) == [1, 2, 3]
+    assert len(probe_extract(path).buildings) == 1
+
+
+def test_sixteen_bit_input_is_scaled_by_its_bit_depth(tmp_path):
+    image = (paint(100, 100, [(10, 10, 40, 40)]).astype(np.uint16) * 2047 // 255).astype(np.uint16)
+    path = write_raster(tmp_path / "u16.tif", image, transform=UTM)
+    result = probe_extract(path)
+    assert len(result.buildings) == 1
+    assert result.buildings[0].area_m2 == pytest.approx(900 * 0.09, rel=0.01)
+
+
+def test_ground_resolution_in_web_mercator_and_degrees():
+    # 0.6 Web-Mercator units at 60 degrees north are 0.3 m on the ground.
+    res_x, res_y = ground_resolution_m("EPSG:3857", MERCATOR_60N, 100, 100)
+    assert res_x == pytest.approx(0.3, rel=0.01) and res_y == pytest.approx(0.3, rel=0.01)
+    # 1e-5 degrees of latitude is about 1.11 m; of longitude at 45 degrees about 0.79 m.
+    res_x, res_y = ground_resolution_m("EPSG:4326", Affine(1e-5, 0, 10, 0, -1e-5, 45), 10, 10)
+    assert res_x == pytest.approx(0.787, rel=0.01) and res_y == pytest.approx(1.112, rel=0.01)
+    res_x, _ = ground_resolution_m("EPSG:32633", UTM, 100, 100)
+    assert res_x == pytest.approx(0.3, rel=0.01)
+
+
+def test_web_mercator_raster_is_not_resampled_at_the_models_ground_resolution(tmp_path):
+    path = write_raster(tmp_path / "merc.tif", paint(120, 120, [(10, 10, 60, 60)]), crs="EPSG:3857",
+                        transform=MERCATOR_60N)
+    result = probe_extract(path)
+    assert (result.grid.width, result.grid.height) == (120, 120) and not result.grid.resampled
+    assert result.buildings[0].area_m2 == pytest.approx(50 * 50 * 0.09, rel=0.02)
+    # The same pixels read as 0.6 m on the ground (e.g. at the equator) are upsampled 2x.
+    grid = model_grid("EPSG:32633", Affine(0.6, 0, 500000, 0, -0.6, 6000000), 120, 120, 0.3)
+    assert (grid.width, grid.height) == (240, 240) and grid.resampled
+
+
+def test_resampled_raster_keeps_geometry_in_the_raster_crs(tmp_path):
+    # 0.15 m pixels: the engine works at 0.3 m, the polygons stay where the building is.
+    transform = Affine(0.15, 0, 500000, 0, -0.15, 6000000)
+    path = write_raster(tmp_path / "fine.tif", paint(200, 200, [(20, 20, 120, 100)], border=4), transform=transform)
+    result = probe_extract(path)
+    assert (result.grid.width, result.grid.height) == (100, 100)
+    truth = box(500000 + 20 * 0.15, 6000000 - 120 * 0.15, 500000 + 100 * 0.15, 6000000 - 20 * 0.15)
+    (building,) = result.buildings
+    assert building.geometry.intersection(truth).area / building.geometry.union(truth).area > 0.95
+    assert building.area_m2 == pytest.approx(truth.area, rel=0.05)
+
+
+def test_extent_restricts_the_area_and_outside_extent_is_an_error(tmp_path):
+    path = write_raster(tmp_path / "painted.tif", paint(200, 200, BOXES), transform=UTM)
+    left_half = (500000, 6000000 - 60, 500000 + 30, 6000000)  # columns 0-99
+    result = probe_extract(path, extent=left_half)
+    assert len(result.buildings) == 4  # the box reaching column 190 is cut, not dropped
+    assert all(b.geometry.bounds[2] <= 500000 + 30 + 1e-6 for b in result.buildings)
+    with pytest.raises(FootprintError, match="does not overlap"):
+        probe_extract(path, extent=(0, 0, 10, 10))
+
+
+def test_min_area_filter_and_regularisation(tmp_path):
+    path = write_raster(tmp_path / "painted.tif", paint(200, 200, BOXES), transform=UTM)
+    small = 15 * 20 * 0.09  # the smallest box, 27 m2
+    assert len(probe_extract(path, min_area=small + 1).buildings) == len(BOXES) - 1
+    for mode in ("simplify", "orthogonal"):
+        result = probe_extract(path, regularize=mode)
+        assert len(result.buildings) == len(BOXES)
+        for building in result.buildings:
+            assert building.geometry.is_valid
+            assert len(building.geometry.exterior.coords) == 5  # rectangles stay 4 corners
+
+
+def test_orthogonalize_squares_a_noisy_rotated_rectangle():
+    from shapely import affinity
+    from shapely.geometry import Polygon
+
+    noisy = Polygon([(0, 0), (10, 0.3), (20, 0), (20.2, 10), (10, 10.2), (0, 10), (0.1, 5)])
+    rotated = affinity.rotate(noisy, 30, origin=(0, 0))
+    square = orthogonalize(rotated)
+    coords = np.array(square.exterior.coords)[:-1]
+    edges = np.diff(np.vstack([coords, coords[:1]]), axis=0)
+    for a, b in zip(edges, np.roll(edges, -1, axis=0)):
+        assert abs(np.dot(a, b)) < 1e-6 * np.linalg.norm(a) * np.linalg.norm(b) + 1e-9
+    assert square.area == pytest.approx(rotated.area, rel=0.05)
+
+
+def test_progress_and_cancel(tmp_path):
+    path = write_raster(tmp_path / "painted.tif", paint(200, 200, BOXES), transform=UTM)
+    seen = []
+    probe_extract(path, progress=lambda fraction, message: seen.append(fraction))
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 3
+    calls = []
+
+    def cancel_after_two() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(CancelledError):
+        probe_extract(path, cancelled=cancel_after_two)
+
+
+def test_band_mapping_rules(tmp_path):
+    gray = write_raster(tmp_path / "gray.tif", np.zeros((1, 10, 10), np.uint8), transform=UTM)
+    eight = write_raster(tmp_path / "eight.tif", np.zeros((8, 10, 10), np.uint16), transform=UTM)
+    two = write_raster(tmp_path / "two.tif", np.zeros((2, 10, 10), np.uint8), transform=UTM)
+    rgb = ["red", "green", "blue"]
+    with RasterioReader(gray) as reader:
+        assert resolve_band_mapping(reader, rgb) == [1, 1, 1]
+    with RasterioReader(eight) as reader:
+        assert resolve_band_mapping(reader, rgb) == [5, 3, 2]
+        assert resolve_band_mapping(reader, rgb, [1, 2, 3]) == [1, 2, 3]
+        with pytest.raises(FootprintError, match="has 8 band"):
+            resolve_band_mapping(reader, rgb, [1, 2, 9])
+    with RasterioReader(two) as reader, pytest.raises(FootprintError, match="2 band"):
+        resolve_band_mapping(reader, rgb)
+    with RasterioReader(eight) as reader:
+        assert resolve_band_mapping(reader, [f"band{i}" for i in range(1, 9)]) == list(range(1, 9))

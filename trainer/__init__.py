@@ -1,0 +1,1 @@
+"""Training, evaluation and headless prediction for the building-footprint U-Net."""

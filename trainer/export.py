@@ -1,0 +1,68 @@
+"""Turn a training checkpoint into a plugin weights file with its model card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from footprint_plugin.core.errors import FootprintError
+from footprint_plugin.core.model import UNet, UNetConfig
+from footprint_plugin.core.weights import ModelCard, default_normalization, save_weights
+
+from .train import load_checkpoint
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="best.pt or last.pt written by `train`")
+    parser.add_argument("--output", required=True, help="weights file to write (.safetensors)")
+    parser.add_argument("--name", default="custom", help="model name shown in the plugin")
+    parser.add_argument("--description", default="", help="free text for the model card")
+    parser.add_argument("--tile-size", type=int, help="inference tile size (default: the training crop size)")
+    parser.add_argument("--metrics", help="JSON file with extra metrics to record (e.g. from `evaluate --json`)")
+    parser.add_argument("--mask-threshold", type=float, default=0.5)
+    parser.add_argument("--seed-threshold", type=float, default=0.5)
+
+
+def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
+    manifest = state.get("manifest", {})
+    train_args = state.get("train_args", {})
+    normalization = default_normalization()
+    bands = list(manifest.get("input_bands", ["red", "green", "blue"]))
+    stats = manifest.get("band_stats")
+    if stats:
+        normalization["mean"], normalization["std"] = stats["mean"], stats["std"]
+    else:
+        normalization["mean"], normalization["std"] = [0.5] * len(bands), [0.25] * len(bands)
+    resolution = float(manifest.get("resolution_m", 0.3))
+    metrics = {"validation": state.get("val", {}), "epoch": int(state.get("epoch", 0)) + 1}
+    if args.metrics:
+        metrics["evaluation"] = json.loads(Path(args.metrics).read_text())
+    return ModelCard(
+        name=args.name,
+        description=args.description,
+        input_bands=bands,
+        normalization=normalization,
+        resolution_m=resolution,
+        resolution_range_m=[round(resolution / 3, 3), round(resolution * 3, 3)],
+        tile_size=int(args.tile_size or train_args.get("crop_size", 256)),
+        postprocess={"mask_threshold": args.mask_threshold, "seed_threshold": args.seed_threshold},
+        training_data={"splits": manifest.get("splits", {}), "border_width_px": manifest.get("border_width_px"),
+                       "train_args": {k: v for k, v in train_args.items() if isinstance(v, (int, float, str, bool))}},
+        metrics=metrics,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if not Path(args.checkpoint).is_file():
+        raise FootprintError(f"Checkpoint {args.checkpoint}: file not found.")
+    state = load_checkpoint(args.checkpoint)
+    if "model" not in state or "model_args" not in state:
+        raise FootprintError(f"Checkpoint {args.checkpoint} was not written by `python -m trainer train`.")
+    model = UNet(UNetConfig.from_dict(state["model_args"]))
+    model.load_state_dict(state["model"])
+    card = card_from_checkpoint(state, args)
+    save_weights(args.output, model, card)
+    size_mb = Path(args.output).stat().st_size / 1e6
+    print(f"wrote {args.output} ({size_mb:.1f} MB, {card.name}, {card.resolution_m} m, bands {','.join(card.input_bands)})")
+    return 0

@@ -1,0 +1,83 @@
+"""The SpaceNet building metric: greedy one-to-one matching at an IoU threshold."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shapely.geometry.base import BaseGeometry
+from shapely.strtree import STRtree
+from shapely.validation import make_valid
+
+
+@dataclass
+class MatchCounts:
+    tp: int
+    fp: int
+    fn: int
+    matches: list[tuple[int, int, float]]  # (proposal index, truth index, IoU)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def _valid(geometry: BaseGeometry) -> BaseGeometry:
+    return geometry if geometry.is_valid else make_valid(geometry)
+
+
+def _index(geometries: Sequence[BaseGeometry]) -> STRtree | None:
+    if not geometries:
+        return None
+    with warnings.catch_warnings():  # shapely 1.8 announces the 2.0 API, which _query handles
+        warnings.simplefilter("ignore")
+        return STRtree(geometries)
+
+
+def _query(tree: STRtree, geometry: BaseGeometry) -> list[int]:
+    """Indexes of candidates: ``query_items`` on shapely 1.8, ``query`` returns indexes on 2.x."""
+    if hasattr(tree, "query_items"):
+        return [int(i) for i in tree.query_items(geometry)]
+    return [int(i) for i in tree.query(geometry)]
+
+
+def iou(a: BaseGeometry, b: BaseGeometry) -> float:
+    union = a.union(b).area
+    return a.intersection(b).area / union if union > 0 else 0.0
+
+
+def match_buildings(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeometry],
+                    confidences: Sequence[float] | None, threshold: float = 0.5) -> MatchCounts:
+    """Proposals in descending confidence each take the still-unmatched truth polygon of
+    highest IoU; a true positive when that IoU >= ``threshold``, else a false positive.
+    Unmatched truth polygons are false negatives."""
+    truth = [_valid(g) for g in truth]
+    proposals = [_valid(g) for g in proposals]
+    order = sorted(range(len(proposals)), key=lambda i: -(confidences[i] if confidences is not None else 0.0))
+    tree = _index(truth)
+    unmatched = set(range(len(truth)))
+    matches = []
+    for index in order:
+        proposal = proposals[index]
+        best, best_iou = -1, 0.0
+        if tree is not None and not proposal.is_empty:
+            for candidate in _query(tree, proposal):
+                if candidate in unmatched:
+                    value = iou(proposal, truth[candidate])
+                    if value > best_iou:
+                        best, best_iou = candidate, value
+        if best >= 0 and best_iou >= threshold:
+            unmatched.discard(best)
+            matches.append((index, best, best_iou))
+    tp = len(matches)
+    return MatchCounts(tp, len(proposals) - tp, len(truth) - tp, matches)

@@ -1,0 +1,381 @@
+"""Train the U-Net on chips written by ``prepare``.
+
+Uses a CUDA GPU when there is one (AMP, channels_last, cuDNN benchmark, pinned
+memory, DataLoader workers), the CPU otherwise. Writes ``last.pt`` every epoch
+(atomically; ``--resume`` continues from it), ``best.pt`` for the best
+validation building F1 (IoU >= 0.5 after the plugin's own vectorisation) and
+``metrics.jsonl``. Deterministic under ``--seed``. Several GPUs or processes:
+launch with ``torchrun --nproc_per_node N -m trainer train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rasterio.transform import Affine
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from footprint_plugin.core.errors import FootprintError
+from footprint_plugin.core.model import UNet, UNetConfig
+from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions
+
+from .progress import ProgressBar
+from .scoring import match_buildings
+
+IGNORE = 255
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="folder written by `prepare` (holds manifest.json)")
+    parser.add_argument("--out", required=True, help="folder for checkpoints and metrics.jsonl")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the chips)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop-size", type=int, default=256, help="random crop side, px")
+    parser.add_argument("--width", type=int, default=32, help="U-Net base filters (32 = 32-64-128-256-512)")
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--class-weights", default="0.1,0.8,0.1", help="background,interior,border loss weights")
+    parser.add_argument("--dice", type=float, default=0.0, help="weight of an added Dice loss on building pixels")
+    parser.add_argument("--scale-jitter", type=float, default=0.2, help="random rescale by up to this fraction")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes (default 4 on CUDA, 0 on CPU)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--init", help="start from the weights of a weights file or checkpoint")
+    parser.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_manifest(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise FootprintError(f"{folder} holds no manifest.json; run `python -m trainer prepare` first.")
+    return json.loads(path.read_text())
+
+
+def chip_paths(folder: str | Path, manifest: dict[str, Any], split: str) -> list[Path]:
+    return [Path(folder) / chip for image in manifest["images"] if image["split"] == split for chip in image["chips"]]
+
+
+def normalise(image: np.ndarray, scale: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return (np.clip(image.astype(np.float32) / scale, 0, 1) - mean) / std
+
+
+class ChipDataset(Dataset):
+    """Random crops with flips, 90-degree rotations, brightness/contrast and scale jitter.
+
+    The augmentation of sample ``i`` in epoch ``e`` depends only on (seed, e, i),
+    so results do not depend on worker count, and a resumed run repeats the
+    uninterrupted one.
+    """
+
+    def __init__(self, paths: list[Path], crop: int, scale: float, mean: list[float], std: list[float],
+                 seed: int, scale_jitter: float, length: int) -> None:
+        self.paths = paths
+        self.crop = crop
+        self.scale = scale
+        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+        self.seed = seed
+        self.scale_jitter = scale_jitter
+        self.length = length
+        self.epoch = 0
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _chip(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if index not in self._cache:
+            with np.load(self.paths[index]) as data:
+                self._cache[index] = (data["image"], data["mask"])
+        return self._cache[index]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, mask = self._chip(int(rng.integers(len(self.paths))))
+        image = normalise(image, self.scale, self.mean, self.std)
+        # Scale jitter: resample the chip before cropping.
+        factor = 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter) if self.scale_jitter else 1.0
+        image_t = torch.from_numpy(image)
+        mask_t = torch.from_numpy(mask.astype(np.int64))
+        if abs(factor - 1.0) > 0.02:
+            size = [max(8, round(s * factor)) for s in mask.shape]
+            image_t = F.interpolate(image_t[None], size=size, mode="bilinear", align_corners=False)[0]
+            mask_t = F.interpolate(mask_t[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        # Crop (pad with ignore where the chip is smaller).
+        rows, cols = mask_t.shape
+        pad_r, pad_c = max(0, self.crop - rows), max(0, self.crop - cols)
+        if pad_r or pad_c:
+            image_t = F.pad(image_t, (0, pad_c, 0, pad_r))
+            mask_t = F.pad(mask_t, (0, pad_c, 0, pad_r), value=IGNORE)
+            rows, cols = mask_t.shape
+        top = int(rng.integers(rows - self.crop + 1))
+        left = int(rng.integers(cols - self.crop + 1))
+        image_t = image_t[:, top : top + self.crop, left : left + self.crop]
+        mask_t = mask_t[top : top + self.crop, left : left + self.crop]
+        # Dihedral group: flips and 90-degree rotations.
+        turns = int(rng.integers(4))
+        image_t, mask_t = torch.rot90(image_t, turns, (1, 2)), torch.rot90(mask_t, turns, (0, 1))
+        if rng.random() < 0.5:
+            image_t, mask_t = torch.flip(image_t, (2,)), torch.flip(mask_t, (1,))
+        # Brightness and contrast, in normalised units.
+        contrast = float(rng.uniform(0.8, 1.2))
+        brightness = float(rng.uniform(-0.3, 0.3))
+        image_t = image_t * contrast + brightness
+        return image_t.contiguous(), mask_t.contiguous()
+
+
+# ----------------------------------------------------------------------------- loss and metrics
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor,
+                      dice_weight: float) -> torch.Tensor:
+    loss = F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=IGNORE)
+    if dice_weight > 0:
+        valid = (target != IGNORE).float()
+        probs = torch.softmax(logits.float(), dim=1)
+        building_prob = (1 - probs[:, 0]) * valid
+        building_true = ((target == 1) | (target == 2)).float() * valid
+        intersection = (building_prob * building_true).sum()
+        dice = 1 - (2 * intersection + 1) / (building_prob.sum() + building_true.sum() + 1)
+        loss = loss + dice_weight * dice
+    return loss
+
+
+def truth_buildings(mask: np.ndarray, resolution: float) -> list:
+    """Ground-truth buildings of a chip mask, through the same instance step as predictions."""
+    building = ((mask == 1) | (mask == 2)).astype(np.float32)
+    interior = (mask == 1).astype(np.float32)
+    vectorizer = StripVectorizer(_IDENTITY, resolution**2, mask.shape[1], VectorizeOptions(regularize="none", min_area_m2=0))
+    return [b.geometry for b in vectorizer.add(0, building, interior, True)]
+
+
+_IDENTITY = Affine.identity()
+
+
+@dataclass
+class Validation:
+    loss: float
+    pixel_iou: float
+    f1: float
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+
+
+@torch.inference_mode()
+def validate(model: nn.Module, paths: list[Path], device: torch.device, scale: float, mean: list[float],
+             std: list[float], class_weights: torch.Tensor, resolution: float, amp: bool,
+             options: VectorizeOptions | None = None) -> Validation:
+    """Loss, building pixel IoU and building F1 (IoU >= 0.5) over whole validation chips."""
+    model.eval()
+    options = options or VectorizeOptions(regularize="none")
+    multiple = 2 ** (model.config.depth - 1) if hasattr(model, "config") else 16
+    mean_a = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+    std_a = np.asarray(std, np.float32).reshape(-1, 1, 1)
+    total_loss, inter, union, tp, fp, fn = 0.0, 0, 0, 0, 0, 0
+    for path in paths:
+        with np.load(path) as data:
+            image, mask = data["image"], data["mask"]
+        rows, cols = mask.shape
+        pr, pc = -rows % multiple, -cols % multiple
+        tensor = torch.from_numpy(normalise(image, scale, mean_a, std_a))[None]
+        tensor = F.pad(tensor, (0, pc, 0, pr), mode="reflect" if pr < rows and pc < cols else "replicate")
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            logits = model(tensor.to(device))[..., :rows, :cols].float()
+        target = torch.from_numpy(mask.astype(np.int64))[None].to(device)
+        total_loss += float(F.cross_entropy(logits, target, weight=class_weights, ignore_index=IGNORE))
+        probs = torch.softmax(logits, 1)[0].cpu().numpy()
+        valid = mask != IGNORE
+        building_prob = np.where(valid, 1 - probs[0], 0).astype(np.float32)
+        interior_prob = np.where(valid, probs[1], 0).astype(np.float32)
+        pred_mask = building_prob > options.mask_threshold
+        true_mask = ((mask == 1) | (mask == 2)) & valid
+        inter += int((pred_mask & true_mask).sum())
+        union += int((pred_mask | true_mask).sum())
+        vectorizer = StripVectorizer(_IDENTITY, resolution**2, cols, options)
+        predicted = [b.geometry for b in vectorizer.add(0, building_prob, interior_prob, True)]
+        truth = truth_buildings(np.where(valid, mask, 0), resolution)
+        counts = match_buildings(truth, predicted, None, 0.5)
+        tp, fp, fn = tp + counts.tp, fp + counts.fp, fn + counts.fn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Validation(total_loss / max(1, len(paths)), inter / union if union else 0.0, f1, precision, recall, tp, fp, fn)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a broken checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Trainer checkpoints hold only tensors and plain values: loaded with weights_only."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FootprintError(f"Checkpoint {path} cannot be read ({type(exc).__name__}: {exc}).") from None
+
+
+# ----------------------------------------------------------------------------- main loop
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.data)
+    rank, world = _distributed()
+    if args.device == "auto":
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise FootprintError("--device cuda was given, but PyTorch sees no CUDA GPU; use --device cpu.")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    amp = device.type == "cuda" and not args.no_amp
+    train_paths = chip_paths(args.data, manifest, "train")
+    val_paths = chip_paths(args.data, manifest, "val")
+    if not train_paths:
+        raise FootprintError(f"{args.data} has no training chips; check the split and the labels.")
+    stats = manifest.get("band_stats") or {"mean": [0.5] * len(manifest["input_bands"]),
+                                           "std": [0.25] * len(manifest["input_bands"])}
+    scale = float(manifest["scale"])
+    weights = [float(v) for v in args.class_weights.split(",")]
+    class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
+    config = UNetConfig(in_channels=len(manifest["input_bands"]), base_filters=args.width, depth=args.depth)
+    if args.crop_size % config.size_multiple:
+        raise FootprintError(f"--crop-size must be a multiple of {config.size_multiple}.")
+    model = UNet(config)
+    if args.init:
+        model.load_state_dict(_initial_state(args.init))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    global_batch = args.batch_size * world
+    steps = args.steps_per_epoch or max(1, math.ceil(len(train_paths) / global_batch))
+    total_steps = steps * args.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
+                                                    pct_start=0.05, anneal_strategy="cos")
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch, best_f1 = 0, -1.0
+    if args.resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            raise FootprintError(f"--resume: {last} does not exist.")
+        state = load_checkpoint(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best_f1 = int(state["epoch"]) + 1, float(state["best_f1"])
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    dataset = ChipDataset(train_paths, args.crop_size, scale, stats["mean"], stats["std"], args.seed,
+                          args.scale_jitter, steps * global_batch)
+    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+    started = time.monotonic()
+    for epoch in range(start_epoch, args.epochs):
+        dataset.epoch = epoch
+        indices = list(range(rank, len(dataset), world))  # each process its own share of the batch
+        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=args.batch_size, shuffle=False,
+                            num_workers=workers, pin_memory=device.type == "cuda", drop_last=True,
+                            persistent_workers=False)
+        train_model.train()
+        bar = ProgressBar(f"epoch {epoch + 1}/{args.epochs}") if rank == 0 else None
+        epoch_loss, chips, epoch_start = 0.0, 0, time.monotonic()
+        for step, (images, masks) in enumerate(loader):
+            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            masks = masks.to(device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                logits = train_model(images)
+            loss = segmentation_loss(logits, masks, class_weights, args.dice)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            epoch_loss += float(loss.detach())
+            chips += images.shape[0] * world
+            if bar:
+                bar((step + 1) / steps, f"loss {epoch_loss / (step + 1):.4f}")
+        if bar:
+            bar.close()
+        seconds = time.monotonic() - epoch_start
+        if rank == 0:
+            result = validate(model, val_paths, device, scale, stats["mean"], stats["std"], class_weights,
+                              float(manifest["resolution_m"]), amp) if val_paths else None
+            f1 = result.f1 if result else -epoch_loss
+            record = {"epoch": epoch + 1, "train_loss": round(epoch_loss / max(1, steps), 5),
+                      "chips_per_s": round(chips / seconds, 2), "lr": scheduler.get_last_lr()[0],
+                      "device": str(device), "amp": amp, "world_size": world}
+            if result:
+                record.update({f"val_{k}": round(v, 4) if isinstance(v, float) else v for k, v in vars(result).items()})
+            with open(out / "metrics.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+            print(json.dumps(record), flush=True)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                     "best_f1": max(best_f1, f1), "model_args": config.to_dict(),
+                     "train_args": {k: v for k, v in vars(args).items() if k != "run"},
+                     "manifest": {k: v for k, v in manifest.items() if k != "images"},
+                     "val": vars(result) if result else {}}
+            if f1 > best_f1:
+                best_f1 = f1
+                save_checkpoint(out / "best.pt", state)
+            save_checkpoint(out / "last.pt", state)
+        if world > 1:
+            dist.barrier()
+        if args.max_minutes and (time.monotonic() - started) / 60 > args.max_minutes and epoch + 1 < args.epochs:
+            if rank == 0:
+                print(f"stopping after epoch {epoch + 1} (--max-minutes); continue with --resume")
+            break
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+def _initial_state(path: str) -> dict[str, torch.Tensor]:
+    if path.endswith(".pt"):
+        return load_checkpoint(path)["model"]
+    from footprint_plugin.core.weights import read_weights_file
+
+    return read_weights_file(path)[1]

@@ -1,0 +1,111 @@
+"""Reading and writing polygon layers with OGR (any format GDAL knows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shapely import wkb
+from shapely.geometry.base import BaseGeometry
+from shapely.validation import make_valid
+
+from footprint_plugin.core.errors import FootprintError
+
+
+@dataclass
+class PolygonLayer:
+    geometries: list[BaseGeometry] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+    crs_wkt: str | None = None
+    invalid: int = 0  # invalid polygons repaired with make_valid
+
+
+def _polygonal(geometry: BaseGeometry) -> BaseGeometry | None:
+    if geometry.geom_type in ("Polygon", "MultiPolygon"):
+        return geometry if not geometry.is_empty and geometry.area > 0 else None
+    parts = [g for g in getattr(geometry, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon") and g.area > 0]
+    if not parts:
+        return None
+    from shapely.ops import unary_union
+
+    return unary_union(parts)
+
+
+def read_polygons(path: str, target_crs_wkt: str | None = None, score_field: str = "score") -> PolygonLayer:
+    """All polygons of all layers of ``path``, reprojected to ``target_crs_wkt`` when given.
+
+    Invalid polygons are repaired (and counted); points and lines are skipped.
+    """
+    from osgeo import ogr, osr
+
+    ogr.UseExceptions()
+    try:
+        dataset = ogr.Open(path)
+    except RuntimeError as exc:
+        raise FootprintError(f"{path}: cannot be opened as vector data ({exc}).") from None
+    if dataset is None:
+        raise FootprintError(f"{path}: cannot be opened as vector data.")
+    target = None
+    if target_crs_wkt:
+        target = osr.SpatialReference()
+        target.ImportFromWkt(target_crs_wkt)
+        target.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    result = PolygonLayer()
+    for layer in dataset:
+        source = layer.GetSpatialRef()
+        transform = None
+        if source is not None:
+            source.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            if result.crs_wkt is None:
+                result.crs_wkt = source.ExportToWkt()
+            if target is not None and not source.IsSame(target):
+                transform = osr.CoordinateTransformation(source, target)
+        has_score = layer.GetLayerDefn().GetFieldIndex(score_field) >= 0
+        for feature in layer:
+            geometry = feature.GetGeometryRef()
+            if geometry is None or geometry.IsEmpty():
+                continue
+            geometry = geometry.Clone()
+            if transform is not None:
+                geometry.Transform(transform)
+            polygon = wkb.loads(bytes(geometry.ExportToWkb()))
+            if not polygon.is_valid:
+                result.invalid += 1
+                polygon = make_valid(polygon)
+            polygon = _polygonal(polygon)
+            if polygon is None:
+                continue
+            result.geometries.append(polygon)
+            result.scores.append(feature.GetField(score_field) if has_score else None)
+    if target_crs_wkt:
+        result.crs_wkt = target_crs_wkt
+    return result
+
+
+def write_polygons(path: str, layers: dict[str, list[tuple[BaseGeometry, dict[str, object]]]],
+                   crs_wkt: str | None) -> None:
+    """Write several named polygon layers (geometry, attributes) into one new GeoPackage."""
+    from osgeo import ogr, osr
+
+    ogr.UseExceptions()
+    driver = ogr.GetDriverByName("GPKG")
+    dataset = driver.CreateDataSource(path)
+    srs = None
+    if crs_wkt:
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(crs_wkt)
+    for name, features in layers.items():
+        layer = dataset.CreateLayer(name, srs, ogr.wkbUnknown)
+        keys = sorted({k for _, attrs in features for k in attrs})
+        for key in keys:
+            sample = next(attrs[key] for _, attrs in features if key in attrs)
+            kind = ogr.OFTReal if isinstance(sample, float) else ogr.OFTInteger if isinstance(sample, int) else ogr.OFTString
+            layer.CreateField(ogr.FieldDefn(key, kind))
+        layer.StartTransaction()
+        for geometry, attrs in features:
+            feature = ogr.Feature(layer.GetLayerDefn())
+            feature.SetGeometry(ogr.CreateGeometryFromWkb(geometry.wkb))
+            for key, value in attrs.items():
+                feature.SetField(key, value)
+            layer.CreateFeature(feature)
+        layer.CommitTransaction()
+    dataset = None
