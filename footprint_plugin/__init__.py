@@ -1,0 +1,12 @@
+"""Building footprints: a QGIS plugin that extracts building polygons with a U-Net.
+
+Nothing from QGIS or Qt is imported here at module level, so the engine in
+``footprint_plugin.core`` can be used on machines without QGIS.
+"""
+
+
+def classFactory(iface):  # noqa: N802 - QGIS's plugin entry point
+    """Called by QGIS to create the plugin."""
+    from .plugin import FootprintPlugin
+
+    return FootprintPlugin(iface)

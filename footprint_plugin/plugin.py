@@ -1,0 +1,94 @@
+"""The QGIS plugin: toolbar button, Raster menu entry and Processing provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import Qgis, QgsApplication
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .dependencies import install_hint, missing_packages
+
+MENU = "&Building footprints"
+TITLE = "Building footprints"
+
+
+def icon_path() -> str:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "resources" / "icon.svg", here.parent / "resources" / "icon.svg"):
+        if candidate.is_file():
+            return str(candidate)
+    return ""
+
+
+class FootprintPlugin:
+    """Created by ``classFactory``; everything it adds, ``unload`` removes."""
+
+    def __init__(self, iface) -> None:
+        self.iface = iface
+        self.action: QAction | None = None
+        self.provider = None
+        self.tasks: list = []  # keep running tasks referenced
+
+    def initProcessing(self) -> None:  # noqa: N802 - QGIS API
+        """Register the Processing provider (also called by qgis_process, without a GUI)."""
+        if self.provider is not None:
+            return
+        from .processing_provider import FootprintProvider
+
+        self.provider = FootprintProvider()
+        QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:  # noqa: N802 - QGIS API
+        self.action = QAction(QIcon(icon_path()), "Extract buildings", self.iface.mainWindow())
+        self.action.setObjectName("footprint_extract_buildings")
+        self.action.setToolTip("Extract building footprints from a raster with a U-Net")
+        self.action.triggered.connect(self.run)
+        self.iface.addToolBarIcon(self.action)
+        self.iface.addPluginToRasterMenu(MENU, self.action)
+        self.initProcessing()
+
+    def unload(self) -> None:
+        if self.action is not None:
+            self.iface.removePluginRasterMenu(MENU, self.action)
+            self.iface.removeToolBarIcon(self.action)
+            self.action.deleteLater()
+            self.action = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+
+    def run(self) -> None:
+        """Open the dialog and start the background task."""
+        missing = missing_packages()
+        if missing:
+            self.iface.messageBar().pushMessage(TITLE, install_hint(missing), Qgis.Critical, 0)
+            return
+        from .core.errors import FootprintError
+        from .dialog import ExtractDialog
+
+        dialog = ExtractDialog(self.iface, self.iface.mainWindow())
+        if not dialog.exec_():
+            return
+        try:
+            request = dialog.request()
+        except FootprintError as exc:
+            self.iface.messageBar().pushMessage(TITLE, str(exc), Qgis.Warning, 8)
+            return
+        self.start(request)
+
+    def start(self, request, on_done=None):
+        """Queue an extraction in the task manager; returns the task."""
+        from .task import ExtractionTask
+
+        def finished(outcome, layer) -> None:
+            if task in self.tasks:
+                self.tasks.remove(task)
+            if on_done:
+                on_done(outcome, layer)
+
+        task = ExtractionTask(request, self.iface, finished)
+        self.tasks.append(task)
+        QgsApplication.taskManager().addTask(task)
+        return task

@@ -1,0 +1,29 @@
+"""Default look and metadata of a new buildings layer."""
+
+from __future__ import annotations
+
+from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer, QgsVectorLayer
+
+
+def style_buildings_layer(layer: QgsVectorLayer, request=None, outcome=None) -> None:
+    """Orange outlines with a faint fill, and layer metadata naming the raster and the weights."""
+    symbol = QgsFillSymbol.createSimple({
+        "color": "255,140,0,40",
+        "outline_color": "255,120,0,255",
+        "outline_width": "0.5",
+        "outline_width_unit": "MM",
+    })
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+    metadata = layer.metadata()
+    metadata.setTitle(layer.name())
+    source = request.layer.source() if request is not None else "unknown raster"
+    details = []
+    if outcome is not None:
+        details.append(f"{outcome.buildings} buildings, {outcome.seconds:.1f} s on {outcome.device}.")
+    if request is not None:
+        weights_name = request.parameters.weights or "bundled default weights"
+        details.append(f"Weights: {weights_name}.")
+    metadata.setAbstract(f"Building footprints extracted from {source}. " + " ".join(details))
+    metadata.setKeywords({"footprint": ["buildings", "U-Net", "extraction"]})
+    layer.setMetadata(metadata)
+    layer.triggerRepaint()

@@ -1,0 +1,142 @@
+"""The background extraction: a QgsTask that runs the engine and adds the result in ``finished()``."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qgis.core import (
+    Qgis,
+    QgsGeometry,
+    QgsMessageLog,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsTask,
+    QgsVectorLayer,
+)
+
+from .core.errors import CancelledError, FootprintError
+from .core.extract import ExtractionParameters, extract_buildings, load_model
+from .core.output import check_output_path, write_geopackage
+from .qgis_reader import QgisProviderReader
+from .style import style_buildings_layer
+
+LOG_TAG = "Building footprints"
+
+
+@dataclass
+class ExtractionRequest:
+    """What the dialog (or a test) asks for; built on the main thread."""
+
+    layer: QgsRasterLayer
+    output: str
+    parameters: ExtractionParameters = field(default_factory=ExtractionParameters)
+    extent: QgsRectangle | None = None  # in the layer's CRS
+    area_geometry: QgsGeometry | None = None  # keep buildings whose centre lies inside (layer CRS)
+    layer_name: str | None = None
+
+
+@dataclass
+class Success:
+    layer_name: str
+    output: str
+    buildings: int
+    seconds: float
+    device: str
+    warnings: list[str]
+
+    def message(self) -> str:
+        return f"{self.buildings} buildings found in {self.seconds:.1f} s on {self.device}: {self.layer_name}"
+
+
+@dataclass
+class Failed:
+    error: str
+
+    def message(self) -> str:
+        return self.error
+
+
+@dataclass
+class Cancelled:
+    def message(self) -> str:
+        return "Building extraction cancelled; nothing was added."
+
+
+class ExtractionTask(QgsTask):
+    """Runs in a worker thread; touches the project and the GUI only in :meth:`finished`."""
+
+    def __init__(self, request: ExtractionRequest, iface=None,
+                 on_done: Callable[[object, QgsVectorLayer | None], None] | None = None) -> None:
+        super().__init__(f"Extract buildings from {request.layer.name()}", QgsTask.CanCancel)
+        self.request = request
+        self.iface = iface
+        self.on_done = on_done
+        self.outcome: Success | Failed | Cancelled | None = None
+        self.result_layer: QgsVectorLayer | None = None
+        self._reader_error: str | None = None
+        try:  # the provider clone must be made on the main thread
+            self.reader = QgisProviderReader(request.layer, request.extent)
+        except FootprintError as exc:
+            self.reader = None
+            self._reader_error = str(exc)
+
+    def run(self) -> bool:
+        if self.reader is None:
+            self.outcome = Failed(self._reader_error or "The raster cannot be read.")
+            return False
+        request = self.request
+        try:
+            check_output_path(request.output)
+            model = load_model(request.parameters.weights)
+            result = extract_buildings(self.reader, request.parameters, progress=lambda f, _m: self.setProgress(100 * f),
+                                       cancelled=self.isCanceled, model=model)
+            buildings = result.buildings
+            if request.area_geometry is not None:
+                area = request.area_geometry
+                buildings = [b for b in buildings if area.contains(QgsGeometry.fromWkt(b.geometry.centroid.wkt))]
+            if self.isCanceled():
+                raise CancelledError()
+            name = request.layer_name or f"{request.layer.name()} buildings"
+            metadata = {"source_raster": request.layer.source(), "weights": Path(result.weights_path).name,
+                        "weights_name": result.card.name, "device": result.device}
+            write_geopackage(request.output, buildings, result.crs_wkt, metadata=metadata)
+            self.outcome = Success(name, request.output, len(buildings), result.seconds, result.device, result.warnings)
+            return True
+        except CancelledError:
+            self.outcome = Cancelled()
+        except FootprintError as exc:
+            self.outcome = Failed(str(exc))
+        except Exception as exc:  # a bug: keep QGIS alive, log the details
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            self.outcome = Failed(f"Unexpected error ({type(exc).__name__}: {exc}); details in the log panel.")
+        return False
+
+    def finished(self, ok: bool) -> None:
+        outcome = self.outcome or Cancelled()
+        if ok and isinstance(outcome, Success):
+            layer = QgsVectorLayer(f"{outcome.output}|layername=buildings", outcome.layer_name, "ogr")
+            if layer.isValid():
+                style_buildings_layer(layer, self.request, outcome)
+                QgsProject.instance().addMapLayer(layer)
+                self.result_layer = layer
+            else:
+                outcome = Failed(f"The result {outcome.output} was written but QGIS cannot open it.")
+        elif self.isCanceled() and not isinstance(outcome, Failed):
+            outcome = Cancelled()
+        self.outcome = outcome
+        self._notify(outcome)
+        if self.on_done:
+            self.on_done(outcome, self.result_layer)
+
+    def _notify(self, outcome) -> None:
+        level = {Success: Qgis.Success, Failed: Qgis.Critical, Cancelled: Qgis.Info}[type(outcome)]
+        QgsMessageLog.logMessage(outcome.message(), LOG_TAG, level)
+        if isinstance(outcome, Success):
+            for warning in outcome.warnings:
+                QgsMessageLog.logMessage(warning, LOG_TAG, Qgis.Warning)
+        if self.iface is not None and self.iface.messageBar() is not None:
+            self.iface.messageBar().pushMessage(LOG_TAG, outcome.message(), level, 8 if level != Qgis.Critical else 0)

@@ -1,0 +1,103 @@
+"""`python -m trainer predict`: output layer, and one clear error line for every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from osgeo import ogr
+
+from trainer.cli import main
+
+from .helpers import REPO, SAMPLE_RASTER, tiny_unet_weights, write_raster
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return tiny_unet_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+def read_layer(path):
+    dataset = ogr.Open(str(path))
+    layer = dataset.GetLayerByName("buildings")
+    assert layer is not None
+    fields = [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())]
+    srs = layer.GetSpatialRef()
+    features = [(f.GetGeometryRef().Clone(), f.GetField("area_m2"), f.GetField("score")) for f in layer]
+    return fields, srs.GetAuthorityCode(None), features, dataset
+
+
+def test_predict_on_the_real_sample_writes_a_buildings_layer(tmp_path, weights, capsys):
+    out = tmp_path / "buildings.gpkg"
+    code = main(["predict", "--input", str(SAMPLE_RASTER), "--output", str(out), "--weights", str(weights),
+                 "--min-area", "0", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "buildings in" in captured.out and "on cpu" in captured.out
+    fields, epsg, features, _ = read_layer(out)
+    assert fields == ["area_m2", "score"]
+    assert epsg == "3857"
+    count = int(captured.out.split()[0])
+    assert count == len(features)
+    for geometry, area, score in features:
+        assert geometry.GetGeometryName() == "POLYGON" and geometry.IsValid()
+        assert area > 0 and 0 <= score <= 1
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_module_entry_point_and_help():
+    result = subprocess.run([sys.executable, "-m", "trainer", "predict", "--help"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "--regularize" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "trainer"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "COMMAND" in result.stderr
+
+
+def _bad_inputs(tmp_path, weights):
+    text = tmp_path / "notes.tif"
+    text.write_text("this is not a raster")
+    two_band = write_raster(tmp_path / "two.tif", np.zeros((2, 64, 64), np.uint8))
+    rgb = write_raster(tmp_path / "rgb.tif", np.zeros((3, 64, 64), np.uint8))
+    float_raster = write_raster(tmp_path / "float.tif", np.zeros((3, 64, 64), np.float32))
+    eight_band_weights = tiny_unet_weights(tmp_path / "mul.safetensors", bands=[f"band{i}" for i in range(1, 9)])
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(weights.read_bytes()[:5000])
+    out = str(tmp_path / "out.gpkg")
+    return {
+        "missing input": (["--input", str(tmp_path / "nope.tif"), "--output", out], "file not found"),
+        "not a raster": (["--input", str(text), "--output", out], "cannot be opened as a raster"),
+        "two bands": (["--input", str(two_band), "--output", out], "2 band"),
+        "float pixels": (["--input", str(float_raster), "--output", out], "float32 is not supported"),
+        "weights for other bands": (["--input", str(rgb), "--output", out, "--weights", str(eight_band_weights)],
+                                    "need 8"),
+        "corrupt weights": (["--input", str(rgb), "--output", out, "--weights", str(corrupt)], "corrupt"),
+        "pickle weights": (["--input", str(rgb), "--output", out, "--weights", str(text)], "too short|header"),
+        "missing folder": (["--input", str(rgb), "--output", str(tmp_path / "no" / "out.gpkg")], "does not exist"),
+        "output is a folder": (["--input", str(rgb), "--output", str(tmp_path)], "GeoPackage"),
+        "bad band mapping": (["--input", str(rgb), "--output", out, "--bands", "1,2,7"], "has 3 band"),
+        "bad tile size": (["--input", str(rgb), "--output", out, "--tile-size", "30"], "multiple of"),
+    }
+
+
+CASES = ["missing input", "not a raster", "two bands", "float pixels", "weights for other bands", "corrupt weights",
+         "pickle weights", "missing folder", "output is a folder", "bad band mapping", "bad tile size"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_exit_2_one_line_and_no_file(tmp_path, weights, capsys, case):
+    argv, message = _bad_inputs(tmp_path, weights)[case]
+    if "--weights" not in argv:
+        argv += ["--weights", str(weights)]
+    code = main(["predict", *argv, "--quiet"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out.gpkg").exists()
+    assert not list(tmp_path.glob("*.gpkg")) and not list(tmp_path.glob(".*partial*"))

@@ -1,0 +1,251 @@
+"""The QGIS glue under pytest-qgis: plugin life cycle, background task, Processing, XYZ input, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+
+import footprint_plugin
+from footprint_plugin.core.errors import FootprintError
+from footprint_plugin.core.extract import ExtractionParameters
+from footprint_plugin.core.inference import TilingOptions
+from footprint_plugin.task import Cancelled, ExtractionRequest, ExtractionTask, Failed, Success
+
+from .helpers import SAMPLE_RASTER, tiny_unet_weights, write_raster
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return str(tiny_unet_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors"))
+
+
+@pytest.fixture()
+def sample_layer(qgis_new_project):
+    layer = QgsRasterLayer(str(SAMPLE_RASTER), "sample")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def run_task(qgis_app, iface, request, cancel_after: float | None = None, timeout: float = 180.0):
+    """Run an ExtractionTask in QGIS's task manager and wait for ``finished``."""
+    done = {}
+    task = ExtractionTask(request, iface, lambda outcome, layer: done.update(outcome=outcome, layer=layer))
+    QgsApplication.taskManager().addTask(task)
+    started = time.monotonic()
+    cancelled = False
+    while "outcome" not in done:
+        qgis_app.processEvents()
+        time.sleep(0.005)
+        if cancel_after is not None and not cancelled and time.monotonic() - started > cancel_after:
+            task.cancel()
+            cancelled = True
+        assert time.monotonic() - started < timeout, "task did not finish"
+    return done["outcome"], done["layer"], time.monotonic() - started
+
+
+def params(weights, **tiling):
+    return ExtractionParameters(weights=weights, device="cpu", min_area_m2=0.0, tiling=TilingOptions(**tiling))
+
+
+def test_plugin_life_cycle_leaves_nothing_behind(qgis_iface):
+    registry = QgsApplication.processingRegistry()
+    plugin = footprint_plugin.classFactory(qgis_iface)
+    plugin.initGui()
+    action = plugin.action
+    assert action is not None and action.text() == "Extract buildings"
+    assert registry.providerById("footprint") is not None
+    assert registry.algorithmById("footprint:extract_buildings") is not None
+    qgis_iface.addPluginToRasterMenu.assert_called_with("&Building footprints", action)
+    plugin.unload()
+    assert registry.providerById("footprint") is None
+    assert plugin.action is None
+    qgis_iface.removePluginRasterMenu.assert_called_with("&Building footprints", action)
+    # Loading again works (plugin reloader).
+    plugin.initGui()
+    assert registry.providerById("footprint") is not None
+    plugin.unload()
+    assert registry.providerById("footprint") is None
+
+
+def test_task_on_the_real_raster_adds_an_editable_layer(qgis_app, qgis_iface, sample_layer, weights, tmp_path):
+    output = tmp_path / "sample_buildings.gpkg"
+    request = ExtractionRequest(sample_layer, str(output), params(weights), layer_name="sample buildings")
+    outcome, layer, seconds = run_task(qgis_app, qgis_iface, request)
+    assert isinstance(outcome, Success), outcome.message()
+    assert isinstance(layer, QgsVectorLayer) and layer.isValid()
+    assert QgsProject.instance().mapLayersByName("sample buildings") == [layer]
+    assert [f.name() for f in layer.fields()][-2:] == ["area_m2", "score"]
+    assert layer.crs().authid() == "EPSG:3857"
+    assert layer.featureCount() == outcome.buildings
+    assert layer.geometryType() == Qgis.GeometryType.Polygon if hasattr(Qgis, "GeometryType") else True
+    assert layer.dataProvider().capabilities() & layer.dataProvider().ChangeGeometries  # editable
+    assert "philippines_c1.tif" in layer.metadata().abstract()
+    assert output.is_file()
+    messages = qgis_iface.messageBar().get_messages(Qgis.Success)
+    assert any("buildings found" in m for m in messages)
+
+
+def test_cancel_leaves_no_layer_and_no_file(qgis_app, qgis_iface, qgis_new_project, weights, tmp_path):
+    big = np.random.default_rng(0).integers(0, 255, (3, 1500, 1500), dtype=np.uint8)
+    raster = write_raster(tmp_path / "big.tif", big)
+    layer = QgsRasterLayer(str(raster), "big")
+    QgsProject.instance().addMapLayer(layer)
+    output = tmp_path / "big_buildings.gpkg"
+    request = ExtractionRequest(layer, str(output), params(weights, tile_size=64, batch_size=1))
+    outcome, result_layer, seconds = run_task(qgis_app, qgis_iface, request, cancel_after=0.5)
+    assert isinstance(outcome, Cancelled)
+    assert result_layer is None and not QgsProject.instance().mapLayersByName("big buildings")
+    assert not output.exists() and not list(tmp_path.glob("*.gpkg*")) and not list(tmp_path.glob(".*"))
+    assert seconds < 10  # cancel takes effect within a few seconds
+
+
+@pytest.fixture()
+def provider(qgis_iface, qgis_processing):
+    plugin = footprint_plugin.classFactory(qgis_iface)
+    plugin.initProcessing()
+    yield plugin.provider
+    plugin.unload()
+
+
+def test_processing_algorithm(provider, sample_layer, weights, tmp_path):
+    import processing
+
+    output = str(tmp_path / "processing.gpkg")
+    result = processing.run("footprint:extract_buildings", {
+        "INPUT": sample_layer, "WEIGHTS": weights, "DEVICE": 1, "TILE_SIZE": 128, "OVERLAP": 32,
+        "BATCH_SIZE": 2, "MIN_AREA": 0.0, "REGULARIZE": 2, "OUTPUT": output})
+    layer = QgsVectorLayer(result["OUTPUT"], "out", "ogr")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:3857"
+    assert [f.name() for f in layer.fields()][-2:] == ["area_m2", "score"]
+    assert layer.featureCount() >= 1
+    bad = {"INPUT": sample_layer, "WEIGHTS": weights, "EXTENT": "0,10,0,10 [EPSG:3857]", "OUTPUT": output}
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="does not overlap"):
+        processing.run("footprint:extract_buildings", bad)
+
+
+def _xyz_tiles(tmp_path: Path) -> Path:
+    tiles = tmp_path / "tiles"
+    subprocess.run(["gdal2tiles.py", "--xyz", "-z", "18-19", "-q", "-w", "none", str(SAMPLE_RASTER), str(tiles)],
+                   check=True, capture_output=True)
+    return tiles
+
+
+def test_xyz_tiles_are_read_as_rgb_with_alpha_mask(qgis_app, qgis_iface, qgis_new_project, weights, tmp_path):
+    from footprint_plugin.qgis_reader import QgisProviderReader
+
+    tiles = _xyz_tiles(tmp_path)
+    layer = QgsRasterLayer(f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png&zmin=18&zmax=19", "xyz", "wms")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    with rasterio.open(SAMPLE_RASTER) as src:
+        bounds, truth = src.bounds, src.read()
+    # Only the inner part: the tiles around the raster are transparent.
+    extent = QgsRectangle(bounds.left, bounds.bottom, bounds.right, bounds.top)
+    reader = QgisProviderReader(layer, extent, pixel_size_m=0.289)
+    assert reader.band_count == 4 and reader.color_interpretations[-1] == "alpha"
+    data, valid = reader.read((0, 0, reader.width, reader.height), (256, 512), [1, 2, 3])
+    assert data.shape == (3, 256, 512) and data.dtype == np.uint8
+    assert valid[5:-5, 5:-5].all()
+    assert np.abs(data.astype(int) - truth.astype(int))[:, 5:-5, 5:-5].mean() < 12
+    outside = QgsRectangle(bounds.right + 20, bounds.bottom, bounds.right + 60, bounds.top)
+    _, outside_valid = QgisProviderReader(layer, outside).read((0, 0, 40, 40), (40, 40), [1, 2, 3])
+    assert not outside_valid.any()
+    request = ExtractionRequest(layer, str(tmp_path / "xyz.gpkg"), params(weights), extent=extent)
+    outcome, result_layer, _ = run_task(qgis_app, qgis_iface, request)
+    assert isinstance(outcome, Success), outcome.message()
+    assert result_layer.crs().authid() == "EPSG:3857"
+
+
+def test_xyz_without_an_area_is_a_clear_error(qgis_app, qgis_iface, qgis_new_project, weights, tmp_path):
+    tiles = _xyz_tiles(tmp_path)
+    layer = QgsRasterLayer(f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png&zmin=18&zmax=19", "xyz", "wms")
+    outcome, _, _ = run_task(qgis_app, qgis_iface, ExtractionRequest(layer, str(tmp_path / "x.gpkg"), params(weights)))
+    assert isinstance(outcome, Failed) and "choose an area" in outcome.error
+
+
+def _error_cases(tmp_path, weights, sample_layer):
+    two = QgsRasterLayer(str(write_raster(tmp_path / "two.tif", np.zeros((2, 64, 64), np.uint8))), "two")
+    mul = str(tiny_unet_weights(tmp_path / "mul.safetensors", bands=[f"band{i}" for i in range(1, 9)]))
+    far = QgsRectangle(0, 0, 100, 100)
+    out = str(tmp_path / "out.gpkg")
+    return {
+        "band count": (ExtractionRequest(two, out, params(weights)), "2 band"),
+        "weights for other bands": (ExtractionRequest(sample_layer, out, params(mul)), "need 8"),
+        "area outside": (ExtractionRequest(sample_layer, out, params(weights), extent=far), "does not overlap"),
+        "unwritable output": (ExtractionRequest(sample_layer, str(tmp_path / "no" / "o.gpkg"), params(weights)),
+                              "does not exist"),
+        "corrupt weights": (ExtractionRequest(sample_layer, out, params(str(tmp_path / "two.tif"))),
+                            "weights file|Weights file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["band count", "weights for other bands", "area outside", "unwritable output",
+                                  "corrupt weights"])
+def test_errors_reach_the_message_bar_and_add_nothing(qgis_app, qgis_iface, sample_layer, weights, tmp_path, case):
+    import re
+
+    request, pattern = _error_cases(tmp_path, weights, sample_layer)[case]
+    qgis_iface.messageBar().clear_messages()
+    layers_before = set(QgsProject.instance().mapLayers())
+    outcome, layer, _ = run_task(qgis_app, qgis_iface, request)
+    assert isinstance(outcome, Failed) and re.search(pattern, outcome.error), outcome
+    assert "Traceback" not in outcome.error
+    assert layer is None and set(QgsProject.instance().mapLayers()) == layers_before
+    assert any(re.search(pattern, m) for m in qgis_iface.messageBar().get_messages(Qgis.Critical))
+    assert not list(tmp_path.glob("*.gpkg"))
+
+
+def test_dialog_builds_the_request(qgis_iface, sample_layer, qgis_new_project):
+    from footprint_plugin.dialog import AREA_SELECTION, ExtractDialog
+
+    qgis_iface.setActiveLayer(sample_layer)
+    dialog = ExtractDialog(qgis_iface)
+    assert dialog.raster_combo.currentLayer() == sample_layer
+    assert dialog.output_file.filePath().endswith("sample_buildings.gpkg")
+    dialog.min_area.setValue(12.5)
+    dialog.regularize.setCurrentText("orthogonal")
+    dialog.tile_size.setValue(128)
+    request = dialog.request()
+    assert request.layer == sample_layer and request.extent is None
+    assert request.parameters.min_area_m2 == 12.5 and request.parameters.regularize == "orthogonal"
+    assert request.parameters.tiling.tile_size == 128 and request.parameters.tiling.overlap is None
+    assert request.parameters.weights is None  # bundled default
+    dialog.area_combo.setCurrentText(AREA_SELECTION)
+    with pytest.raises(FootprintError, match="Select one or more features"):
+        dialog.request()
+    dialog.weights_combo.setCurrentIndex(1)
+    with pytest.raises(FootprintError, match="weights file"):
+        dialog.request()
+    QgsProject.instance().removeAllMapLayers()
+    empty = ExtractDialog(qgis_iface)
+    with pytest.raises(FootprintError, match="raster layer"):
+        empty.request()
+
+
+def test_missing_torch_explains_how_to_install(qgis_iface, monkeypatch):
+    import footprint_plugin.plugin as plugin_module
+
+    monkeypatch.setattr(plugin_module, "missing_packages", lambda: ["torch"])
+    plugin = footprint_plugin.classFactory(qgis_iface)
+    plugin.initGui()
+    qgis_iface.messageBar().clear_messages()
+    plugin.run()
+    (message,) = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert "torch" in message and "pip install" in message
+    plugin.unload()

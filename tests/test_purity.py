@@ -1,0 +1,41 @@
+"""The engine and the trainer never import QGIS or Qt."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('qgis', 'PyQt5', 'PyQt6', 'sip', 'PyQt'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import pkgutil, importlib
+import footprint_plugin, footprint_plugin.core
+names = ['footprint_plugin.core.' + m.name for m in pkgutil.iter_modules(footprint_plugin.core.__path__)]
+import trainer
+names += ['trainer.' + m.name for m in pkgutil.iter_modules(trainer.__path__) if m.name != '__main__']
+for name in names:
+    importlib.import_module(name)
+loaded = [m for m in sys.modules if m.split('.')[0] in ('qgis', 'PyQt5', 'PyQt6')]
+assert not loaded, loaded
+print(len(names), 'modules')
+"""
+
+
+def test_core_and_trainer_import_without_qgis_or_qt():
+    result = subprocess.run([sys.executable, "-c", BLOCKER], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    count = int(result.stdout.split()[0])
+    assert count >= 12  # every core and trainer module was imported
+
+
+def test_blocker_really_blocks():
+    code = BLOCKER.split("import pkgutil")[0] + "import qgis.core\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0 and "blocked: qgis" in result.stderr
