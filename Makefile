@@ -34,5 +34,12 @@ lint: setup
 bench: setup
 	$(PYTHON) -m trainer.bench
 
+package: setup
+	$(PYTHON) tools/plugin_package.py package
+
+# Into the default QGIS user profile (QGIS_PROFILE_DIR=... for another one), enabled.
+install: package
+	$(PYTHON) tools/plugin_package.py install
+
 clean:
 	rm -rf .venv out dist

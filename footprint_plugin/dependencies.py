@@ -21,7 +21,7 @@ def missing_packages() -> list[str]:
 
 def install_hint(missing: list[str]) -> str:
     """One message saying what is missing and the command that installs it for this QGIS."""
-    python = sys.executable or "python3"
+    python = sys.executable if sys.platform == "win32" else f"{sys.base_prefix}/bin/python3"
     if sys.platform.startswith("linux") and "torch" in missing:
         command = f"{python} -m pip install --user torch --index-url https://download.pytorch.org/whl/cpu"
         others = [p for p in missing if p != "torch"]

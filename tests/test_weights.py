@@ -73,8 +73,8 @@ def test_pickle_hidden_in_the_header_is_just_text(tmp_path):
 
 @pytest.mark.parametrize("damage,message", [
     (lambda raw: raw[: len(raw) // 2], "truncated|outside the file"),
-    (lambda raw: b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}" + raw[24:], "model card"),
-    (lambda raw: b"GIF89a" + raw, "bad header length|not a weights file"),
+    (lambda raw: b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}" + raw[24:], "bad header"),
+    (lambda raw: b"GIF89a" + raw, "bad header|not a weights file"),
     (lambda raw: b"", "too short"),
 ])
 def test_corrupt_files_give_a_clear_error_naming_the_file(tmp_path, damage, message):
@@ -107,3 +107,16 @@ def test_missing_file_and_newer_format(tmp_path):
     card.format_version = 99
     with pytest.raises(ValueError, match="newer"):
         card.validate()
+
+
+def test_header_length_starting_with_pickle_byte_still_loads(tmp_path):
+    # A header of 0x..80 bytes begins with the byte that also starts a pickle: it must still load.
+    path = tiny_unet_weights(tmp_path / "w.safetensors")
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = raw[8 : 8 + length].rstrip()
+    padded = header + b" " * ((0x80 - len(header)) % 256)
+    path.write_bytes(struct.pack("<Q", len(padded)) + padded + raw[8 + length :])
+    assert path.read_bytes()[0] == 0x80
+    model, card = load_weights(path)
+    assert card.name == "tiny-0"

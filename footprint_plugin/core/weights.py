@@ -156,19 +156,24 @@ def read_weights_file(path: str | os.PathLike[str]) -> tuple[ModelCard, dict[str
         raw = path.read_bytes()
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror})") from None
-    if raw[:2] == b"PK" or raw[:1] == b"\x80":
-        raise _fail(
-            path,
-            "is a PyTorch pickle checkpoint, which is never loaded because it can run code; "
-            "convert a trusted checkpoint with `python -m trainer export`",
-        )
     if len(raw) < 8:
         raise _fail(path, "is too short to be a weights file")
     (header_len,) = struct.unpack("<Q", raw[:8])
-    if header_len > MAX_HEADER_BYTES or 8 + header_len > len(raw):
-        raise _fail(path, "is not a weights file or is truncated (bad header length)")
+    header = None
+    if header_len <= MAX_HEADER_BYTES and 8 + header_len <= len(raw):
+        try:
+            header = json.loads(raw[8 : 8 + header_len].decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            header = None
+    if not isinstance(header, dict):
+        if raw[:2] == b"PK" or (raw[0] == 0x80 and raw[1] in range(2, 6)):
+            raise _fail(
+                path,
+                "is a PyTorch pickle checkpoint, which is never loaded because it can run code; "
+                "convert a trusted checkpoint with `python -m trainer export`",
+            )
+        raise _fail(path, "is not a weights file or is truncated (bad header)")
     try:
-        header = json.loads(raw[8 : 8 + header_len].decode("utf-8"))
         card_values = json.loads(header.pop("__metadata__")["model_card"])
         card = ModelCard.from_dict(card_values)
         card.validate()

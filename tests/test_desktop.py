@@ -1,0 +1,54 @@
+"""End to end in the real QGIS desktop under Xvfb, with the plugin installed from the built ZIP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import REPO, SAMPLE_RASTER
+
+ARTIFACTS = REPO / "out" / "test-artifacts"
+
+sys.path.insert(0, str(REPO / "tools"))
+import plugin_package  # noqa: E402
+
+needs_desktop = pytest.mark.skipif(not (shutil.which("qgis") and shutil.which("xvfb-run") and shutil.which("import")),
+                                   reason="needs qgis, xvfb-run and ImageMagick (make setup installs them)")
+
+
+@needs_desktop
+def test_extract_buildings_in_the_qgis_desktop(tmp_path):
+    zip_path = plugin_package.package(tmp_path / "footprint_plugin.zip")
+    profiles = tmp_path / "profiles_root"
+    plugin_package.install(zip_path, profiles / "profiles" / "default")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "e2e"
+    out.mkdir()
+    venv_site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    env = {**os.environ, "FOOTPRINT_E2E_RASTER": str(SAMPLE_RASTER), "FOOTPRINT_E2E_OUT": str(out),
+           "PYTHONPATH": str(venv_site)}
+    env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) display this time
+    # --profiles-path is the root that holds profiles/default
+    command = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", str(profiles),
+               "--nologo", "--code", str(REPO / "tests" / "desktop" / "run_in_qgis.py")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=420)
+    report_path = out / "report.json"
+    assert report_path.is_file(), f"QGIS wrote no report (exit {result.returncode}): {result.stderr[-2000:]}"
+    report = json.loads(report_path.read_text())
+    assert "error" not in report, report["error"]
+    assert report["plugin_loaded"] and report["action_in_raster_menu"]
+    assert report["dialog_title"] == "Extract buildings" and report["dialog_raster"] == "sample"
+    assert report["features"] > 0 and report["crs"] == "EPSG:3857" and report["editable"]
+    assert report["fields"][-2:] == ["area_m2", "score"]
+    assert any(f"{report['features']} buildings found" in m for m in report["messages"]), report["messages"]
+    assert (out / "desktop_buildings.gpkg").is_file()
+    screenshot = Path(report["screenshot"])
+    assert screenshot.is_file() and screenshot.stat().st_size > 10_000
+    shutil.copy(screenshot, ARTIFACTS / "qgis_desktop.png")
+    (ARTIFACTS / "qgis_desktop_report.json").write_text(json.dumps(report, indent=1))
