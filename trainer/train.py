@@ -364,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
             save_checkpoint(out / "last.pt", state)
         if world > 1:
             dist.barrier()
-        if args.max_minutes and (time.monotonic() - started) / 60 > args.max_minutes and epoch + 1 < args.epochs:
+        if args.max_minutes is not None and (time.monotonic() - started) / 60 > args.max_minutes and epoch + 1 < args.epochs:
             if rank == 0:
                 print(f"stopping after epoch {epoch + 1} (--max-minutes); continue with --resume")
             break
