@@ -242,3 +242,30 @@ def test_band_mapping_rules(tmp_path):
         resolve_band_mapping(reader, rgb)
     with RasterioReader(eight) as reader:
         assert resolve_band_mapping(reader, [f"band{i}" for i in range(1, 9)]) == list(range(1, 9))
+
+
+def test_onnxruntime_and_torch_backends_agree(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from footprint_plugin.core.inference import Predictor
+    from footprint_plugin.core.model import UNet, UNetConfig
+    from footprint_plugin.core.weights import ModelCard
+
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(base_filters=4, depth=3))
+    for module in model.modules():  # BatchNorm statistics as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+    card = ModelCard(model_args=model.config.to_dict(), tile_size=64)
+    batch = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    fast = Predictor(model, card, "cpu", backend="auto")
+    plain = Predictor(model, card, "cpu", backend="torch")
+    assert fast.backend == "onnxruntime" and plain.backend == "torch"
+    with torch.inference_mode():
+        reference = torch.softmax(model.eval()(torch.from_numpy(batch)), 1).numpy()
+    np.testing.assert_allclose(fast.probabilities(batch), reference, atol=1e-4)
+    np.testing.assert_allclose(plain.probabilities(batch), reference, atol=1e-4)
+    flipped = plain.probabilities(batch, flip_tta=True)
+    np.testing.assert_allclose(fast.probabilities(batch, flip_tta=True), flipped, atol=1e-4)

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bands", type=lambda s: [int(b) for b in s.split(",")],
                         help="source bands feeding the model's inputs, e.g. 1,2,3 or 5,3,2 (default: by colour)")
     parser.add_argument("--flip-tta", action="store_true", help="average with horizontally flipped tiles (slower)")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                        help="CPU runtime: auto uses ONNX Runtime when installed, else PyTorch")
     parser.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     parameters = ExtractionParameters(
         weights=args.weights,
         device=args.device,
-        tiling=TilingOptions(args.tile_size, args.overlap, args.batch_size, amp=not args.no_amp, flip_tta=args.flip_tta),
+        tiling=TilingOptions(args.tile_size, args.overlap, args.batch_size, amp=not args.no_amp, flip_tta=args.flip_tta,
+                            backend=args.backend),
         min_area_m2=args.min_area,
         regularize=args.regularize,
         bands=args.bands,

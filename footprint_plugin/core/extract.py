@@ -95,7 +95,7 @@ def extract_buildings(
         reader = clip_to_extent(reader, parameters.extent)
     grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, float(card.resolution_m),
                       warn=note, resolution_range_m=tuple(card.resolution_range_m))
-    predictor = Predictor(unet, card, parameters.device, amp=parameters.tiling.amp)
+    predictor = Predictor(unet, card, parameters.device, amp=parameters.tiling.amp, backend=parameters.tiling.backend)
     post = card.postprocess
     options = VectorizeOptions(
         mask_threshold=parameters.mask_threshold or float(post.get("mask_threshold", 0.5)),
@@ -109,7 +109,8 @@ def extract_buildings(
     # Vectorising runs here while the next strips are inferred in a worker thread.
     for strip in run_in_background(strips):
         buildings.extend(vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last))
-    return ExtractionResult(buildings, reader.crs_wkt, time.perf_counter() - started, str(predictor.device),
+    device = str(predictor.device) + (" (onnxruntime)" if predictor.backend == "onnxruntime" else "")
+    return ExtractionResult(buildings, reader.crs_wkt, time.perf_counter() - started, device,
                             grid, card, weights_path, warnings)
 
 

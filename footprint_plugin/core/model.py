@@ -107,3 +107,23 @@ class UNet(nn.Module):
             x = upsample(x)
             x = decoder(torch.cat([x, skips.pop()], dim=1))
         return self.head(x)
+
+
+def fuse_for_inference(model: UNet) -> UNet:
+    """A copy of ``model`` for inference with each BatchNorm folded into the convolution before it.
+
+    Same outputs (to float rounding), fewer memory passes: faster on CPU.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for block in fused.modules():
+        if isinstance(block, ConvBlock):
+            for index in range(len(block) - 1):
+                conv, norm = block[index], block[index + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                    block[index] = fuse_conv_bn_eval(conv, norm)
+                    block[index + 1] = nn.Identity()
+    return fused
