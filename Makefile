@@ -32,7 +32,7 @@ lint: setup
 	.venv/bin/ruff check .
 
 bench: setup
-	$(PYTHON) -m trainer.bench
+	$(PYTHON) tools/bench.py
 
 package: setup
 	$(PYTHON) tools/plugin_package.py package

@@ -103,7 +103,8 @@ def test_instances_grow_from_interior_seeds():
     building[2:18, 2:28] = 1
     interior[4:16, 4:13] = 1
     interior[4:16, 17:26] = 1
-    instances, regions = label_instances(building, interior, VectorizeOptions())
+    instances, regions, boxes = label_instances(building, interior, VectorizeOptions())
+    assert len(boxes) == 1
     assert regions.max() == 1
     assert len(np.unique(instances)) == 3
     assert (instances[2:18, 2:28] > 0).all() and (instances[:2] == 0).all()

@@ -60,8 +60,9 @@ class Building:
 
 def label_instances(
     building_prob: np.ndarray, interior_prob: np.ndarray, options: VectorizeOptions
-) -> tuple[np.ndarray, np.ndarray]:
-    """Instance labels and connected building-region labels (both int32, 0 = background)."""
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """Instance labels, connected building-region labels (both int32, 0 = background) and the
+    regions' bounding boxes (``ndimage.find_objects``)."""
     building = building_prob > options.mask_threshold
     regions, _ = ndimage.label(building, structure=_CROSS)
     seeds, n_seeds = ndimage.label((interior_prob > options.seed_threshold) & building, structure=_CROSS)
@@ -73,21 +74,45 @@ def label_instances(
             seeds[small[seeds]] = 0
     instances = seeds.astype(np.int32)
     unassigned = building & (instances == 0)
-    # Grow seeds into the building mask one pixel ring at a time.
-    for _ in range(256):
-        if not unassigned.any():
+    # Grow seeds into the building mask one pixel ring at a time: a few rings over the whole
+    # array (most borders are thin), then region by region for what is left.
+    for _ in range(3):
+        if not _grow_once(instances, unassigned):
             break
-        grown = ndimage.grey_dilation(instances, footprint=_CROSS)
-        take = unassigned & (grown > 0)
-        if not take.any():
-            break
-        instances[take] = grown[take]
-        unassigned &= ~take
+    boxes = ndimage.find_objects(regions)
+    if unassigned.any():
+        count = len(boxes) + 1
+        seeded = np.bincount(regions[instances > 0], minlength=count) > 0
+        pending = np.flatnonzero((np.bincount(regions[unassigned], minlength=count) > 0) & seeded)
+        for region in pending:
+            # What is left after a few rings goes to the nearest seed of the same region.
+            box = boxes[region - 1]
+            inside = regions[box] == region
+            own_seeds = np.where(inside, instances[box], 0)
+            nearest = ndimage.distance_transform_edt(own_seeds == 0, return_distances=False, return_indices=True)
+            fill = inside & unassigned[box]
+            instances[box][fill] = own_seeds[nearest[0][fill], nearest[1][fill]]
+            unassigned[box][fill] = False
     if unassigned.any():  # building regions without any seed become one building each
         extra, _ = ndimage.label(unassigned, structure=_CROSS)
         offset = int(instances.max())
         instances[extra > 0] = extra[extra > 0] + offset
-    return instances, regions.astype(np.int32)
+    return instances, regions.astype(np.int32), boxes
+
+
+def _grow_once(instances: np.ndarray, unassigned: np.ndarray) -> bool:
+    """Give each unassigned pixel next to a labelled one (4-neighbourhood) that label; True if any changed.
+
+    A 4-neighbour of a building pixel that is building belongs to the same region, so growth never
+    crosses from one building region into another.
+    """
+    grown = ndimage.grey_dilation(instances, footprint=_CROSS)
+    take = unassigned & (grown > 0)
+    if not take.any():
+        return False
+    instances[take] = grown[take]
+    unassigned &= ~take
+    return True
 
 
 def orthogonalize(polygon: Polygon) -> Polygon:
@@ -175,8 +200,7 @@ class StripVectorizer:
             if self.warn and not self._warned_cut:
                 self.warn(f"A building region is taller than {self.options.max_buffer_rows} px; it is cut there.")
                 self._warned_cut = True
-        instances, regions = label_instances(self._building, self._interior, self.options)
-        region_slices = ndimage.find_objects(regions)
+        instances, regions, region_slices = label_instances(self._building, self._interior, self.options)
         owned_until = end
         region_top = np.zeros(len(region_slices) + 1, np.int64)
         for index, box in enumerate(region_slices, start=1):

@@ -1,0 +1,246 @@
+"""``make bench``: throughput and memory of the extraction on real imagery.
+
+Prints a table and ends with one line:
+``bench: e2e_vs_model=<ratio> mpx_per_s=<n> peak_rss_mb=<n> device=<d>``
+
+* model-only forward throughput of the U-Net (default width and width 32) for each CPU path;
+* end-to-end extraction (read, resample, infer, blend, vectorise, write the GeoPackage) on VRT
+  mosaics of real imagery of about 1k, 4k, 10k and 20k px squares, each in a fresh process so
+  its peak RSS is its own; e2e_vs_model compares it with the model alone on the same tiles;
+* the QGIS data-provider reader against the rasterio reader on the same raster;
+* CUDA figures when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED_SOURCE = REPO.parent / "shared" / "data" / "banepa_north" / "banepa_north.tif"
+SAMPLE_SOURCE = REPO / "resources" / "sample" / "philippines_c1.tif"
+SIZES = [1024, 4096, 10240, 20480]
+
+
+def mosaic_vrt(source: Path, size: int, path: Path) -> Path:
+    """A size x size VRT that repeats the real ``source`` raster, georeferenced continuously."""
+    import rasterio
+
+    with rasterio.open(source) as src:
+        width, height, transform, crs = src.width, src.height, src.transform, src.crs
+        interps = [ci.name.capitalize() for ci in src.colorinterp]
+    bands = []
+    for band in (1, 2, 3):
+        sources = []
+        for y in range(0, size, height):
+            for x in range(0, size, width):
+                w, h = min(width, size - x), min(height, size - y)
+                sources.append(
+                    f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename>'
+                    f"<SourceBand>{band}</SourceBand><SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{w}\" ySize=\"{h}\"/>"
+                    f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>')
+        bands.append(f'<VRTRasterBand dataType="Byte" band="{band}"><ColorInterp>{interps[band - 1]}</ColorInterp>'
+                     + "".join(sources) + "</VRTRasterBand>")
+    geo = ", ".join(str(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
+    path.write_text(f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>{crs.to_wkt()}</SRS>'
+                    f"<GeoTransform>{geo}</GeoTransform>" + "".join(bands) + "</VRTDataset>")
+    return path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_forward(predictor, batch, repeats: int) -> float:
+    """Seconds per forward pass of ``batch`` (after one warm-up)."""
+    predictor.probabilities(batch)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        predictor.probabilities(batch)
+    return (time.perf_counter() - started) / repeats
+
+
+def model_only_table(weights: Path, batch_size: int, tile: int) -> list[dict]:
+    """Model-only Mpx/s for every CPU path, for the default network and the walkthrough's width 32."""
+    import numpy as np
+    import torch
+
+    from footprint_plugin.core.inference import Predictor, _onnxruntime_available
+    from footprint_plugin.core.model import UNet, UNetConfig
+    from footprint_plugin.core.weights import load_weights
+
+    default_model, card = load_weights(weights)
+    rows = []
+    batch = np.random.default_rng(0).normal(size=(batch_size, 3, tile, tile)).astype(np.float32)
+    tensor = torch.from_numpy(batch)
+    for width in sorted({card.config.base_filters, 32}):
+        model = default_model if width == card.config.base_filters else UNet(UNetConfig(base_filters=width)).eval()
+        label = f"width {width}" + (" (default)" if model is default_model else "")
+        with torch.inference_mode():
+            for name, channels_last in (("torch eager", False), ("torch eager channels_last", True)):
+                net = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+                x = tensor.contiguous(memory_format=torch.channels_last) if channels_last else tensor
+                net(x)
+                started = time.perf_counter()
+                for _ in range(2):
+                    net(x)
+                seconds = (time.perf_counter() - started) / 2
+                rows.append({"network": label, "path": name, "mpx_per_s": batch_size * tile * tile / seconds / 1e6})
+        model_card = card if model is default_model else type(card)(model_args=model.config.to_dict(), tile_size=tile)
+        backends = ["torch"] + (["onnxruntime"] if _onnxruntime_available() else [])
+        for backend in backends:
+            predictor = Predictor(model, model_card, "cpu", backend=backend)
+            seconds = time_forward(predictor, batch, 2)
+            name = "engine: BN folded + channels_last" if backend == "torch" else "engine: ONNX Runtime (BN folded)"
+            rows.append({"network": label, "path": name, "mpx_per_s": batch_size * tile * tile / seconds / 1e6})
+    return rows
+
+
+def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, amp: bool = True) -> dict:
+    """One end-to-end extraction to a GeoPackage, then the model alone on the same tiles (this process)."""
+    import numpy as np
+
+    from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage, load_model
+    from footprint_plugin.core.inference import Predictor, TilingOptions, tile_starts
+    from footprint_plugin.core.readers import RasterioReader
+
+    out = Path(tempfile.mkdtemp(prefix="bench-")) / "buildings.gpkg"
+    tiling = TilingOptions(batch_size=batch_size, amp=amp)
+    with RasterioReader(raster) as reader:
+        result = extract_to_geopackage(reader, out, ExtractionParameters(weights=str(weights), device=device,
+                                                                         tiling=tiling))
+    e2e_rss = peak_rss_mb()
+    grid = result.grid
+    tile = result.card.tile_size
+    overlap = tile // 4
+    tiles = len(tile_starts(grid.width, tile, tile - overlap)) * len(tile_starts(grid.height, tile, tile - overlap))
+    model, card, _ = load_model(str(weights))
+    predictor = Predictor(model, card, device, amp=amp)
+    batch_n = batch_size or (16 if predictor.device.type == "cuda" else 4)
+    batch = np.random.default_rng(0).normal(size=(batch_n, 3, tile, tile)).astype(np.float32)
+    full_batches, rest = divmod(tiles, batch_n)
+    if predictor.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    per_batch = time_forward(predictor, batch, max(1, min(full_batches, 6)))
+    per_rest = time_forward(predictor, batch[:rest], 1) if rest else 0.0
+    model_seconds = full_batches * per_batch + per_rest
+    mpx = grid.width * grid.height / 1e6
+    return {"size": f"{grid.width}x{grid.height}", "mpx": mpx, "tiles": tiles, "seconds": result.seconds,
+            "buildings": len(result.buildings), "device": result.device, "e2e_mpx_per_s": mpx / result.seconds,
+            "model_mpx_per_s": mpx / model_seconds, "e2e_vs_model": model_seconds / result.seconds,
+            "peak_rss_mb": e2e_rss, "s_per_mpx": result.seconds / mpx}
+
+
+def reader_comparison(raster: Path) -> dict:
+    """Seconds to read the raster in 256-row strips through rasterio and through QGIS's provider."""
+    from footprint_plugin.core.readers import RasterioReader
+
+    def read_all(reader) -> float:
+        started = time.perf_counter()
+        for row in range(0, reader.height, 256):
+            rows = min(256, reader.height - row)
+            reader.read((0, row, reader.width, rows), (rows, reader.width), [1, 2, 3])
+        return reader.width * reader.height / 1e6 / (time.perf_counter() - started)
+
+    result = {}
+    with RasterioReader(raster) as reader:
+        result["rasterio"] = read_all(reader)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    try:
+        from qgis.core import QgsApplication, QgsRasterLayer
+
+        app = QgsApplication([], False)
+        app.initQgis()
+        from footprint_plugin.qgis_reader import QgisProviderReader
+
+        result["qgis_provider"] = read_all(QgisProviderReader(QgsRasterLayer(str(raster), "bench")))
+    except ImportError:
+        result["qgis_provider"] = None
+    return result
+
+
+def child(args: list[str]) -> dict:
+    command = [sys.executable, __file__, *args]
+    output = subprocess.run(command, capture_output=True, text=True, check=False)
+    if output.returncode != 0:
+        raise SystemExit(f"bench step failed: {' '.join(args)}\n{output.stderr[-3000:]}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=REPO / "resources" / "default_weights.safetensors")
+    parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
+    parser.add_argument("--e2e", type=Path, help=argparse.SUPPRESS)  # internal: one run in this process
+    parser.add_argument("--readers", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-amp", action="store_true")
+    args = parser.parse_args()
+    if args.e2e:
+        print(json.dumps(run_e2e(args.e2e, args.weights, args.device, None, amp=not args.no_amp)))
+        return 0
+    if args.readers:
+        print(json.dumps(reader_comparison(args.readers)))
+        return 0
+
+    import torch
+
+    source = SHARED_SOURCE if SHARED_SOURCE.is_file() else SAMPLE_SOURCE
+    work = Path(tempfile.mkdtemp(prefix="footprint-bench-"))
+    print(f"bench on {source.name} (real OpenAerialMap imagery), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads, weights {args.weights.name}\n", flush=True)
+
+    print("Model only, batch 4 of 256x256 tiles (CPU):")
+    print(f"  {'network':<20} {'path':<36} {'Mpx/s':>7}")
+    for row in model_only_table(args.weights, 4, 256):
+        print(f"  {row['network']:<20} {row['path']:<36} {row['mpx_per_s']:7.2f}", flush=True)
+
+    print("\nEnd to end, read -> GeoPackage (CPU, default network, batch 4, each size in a fresh process):")
+    print(f"  {'raster':<13} {'Mpx':>6} {'tiles':>6} {'seconds':>8} {'s/Mpx':>6} {'e2e Mpx/s':>9} "
+          f"{'model Mpx/s':>11} {'e2e/model':>9} {'peak RSS MB':>11} {'buildings':>9}")
+    results = []
+    for size in args.sizes:
+        vrt = mosaic_vrt(source, size, work / f"mosaic_{size}.vrt")
+        row = child(["--e2e", str(vrt), "--weights", str(args.weights), "--device", "cpu"])
+        results.append(row)
+        print(f"  {row['size']:<13} {row['mpx']:6.1f} {row['tiles']:6d} {row['seconds']:8.1f} {row['s_per_mpx']:6.2f} "
+              f"{row['e2e_mpx_per_s']:9.2f} {row['model_mpx_per_s']:11.2f} {row['e2e_vs_model']:9.2f} "
+              f"{row['peak_rss_mb']:11.0f} {row['buildings']:9d}", flush=True)
+
+    readers = child(["--readers", str(work / f"mosaic_{min(args.sizes, key=lambda s: abs(s - 4096))}.vrt")])
+    print("\nReaders, whole raster in 256-row strips (Mpx/s): "
+          f"rasterio {readers['rasterio']:.1f}, QGIS data provider "
+          f"{readers['qgis_provider']:.1f}" if readers["qgis_provider"] else "QGIS not available")
+
+    if torch.cuda.is_available():
+        print(f"\nCUDA ({torch.cuda.get_device_name(0)}):")
+        vrt = work / f"mosaic_{max(args.sizes)}.vrt"
+        for amp in (True, False):
+            extra = [] if amp else ["--no-amp"]
+            row = child(["--e2e", str(vrt), "--weights", str(args.weights), "--device", "cuda", *extra])
+            print(f"  AMP {'on ' if amp else 'off'}: e2e {row['e2e_mpx_per_s']:.1f} Mpx/s, model "
+                  f"{row['model_mpx_per_s']:.1f} Mpx/s, e2e/model {row['e2e_vs_model']:.2f}", flush=True)
+    else:
+        print("\nCUDA: no GPU on this machine; GPU figures not measured here.")
+
+    reference = min(results, key=lambda r: abs(r["mpx"] - 16.8))  # the ~4k raster
+    largest = max(results, key=lambda r: r["mpx"])
+    print(f"\nbench: e2e_vs_model={reference['e2e_vs_model']:.2f} mpx_per_s={reference['e2e_mpx_per_s']:.2f} "
+          f"peak_rss_mb={largest['peak_rss_mb']:.0f} device={reference['device'].split()[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GDAL_CACHEMAX", "256")
+    sys.exit(main())
