@@ -51,6 +51,7 @@ class ExtractionParameters:
     extent: tuple[float, float, float, float] | None = None  # in the raster's CRS
     mask_threshold: float | None = None  # model card's when None
     seed_threshold: float | None = None
+    instances: str = "three_class"  # "binary" ignores the border class (for comparison)
 
 
 @dataclass
@@ -102,6 +103,7 @@ def extract_buildings(
         seed_threshold=parameters.seed_threshold or float(post.get("seed_threshold", 0.5)),
         min_area_m2=parameters.min_area_m2,
         regularize=parameters.regularize,
+        instances=parameters.instances,
     )
     vectorizer = StripVectorizer(grid.transform, grid.pixel_area_m2, grid.width, options, warn=note)
     strips = iter_probability_strips(reader, grid, bands, predictor, parameters.tiling, progress, cancelled)

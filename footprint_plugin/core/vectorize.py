@@ -39,6 +39,7 @@ class VectorizeOptions:
     regularize: str = "simplify"
     simplify_px: float = 0.75
     max_buffer_rows: int = 8192  # a building region taller than this is cut
+    instances: str = "three_class"  # or "binary": ignore the border class, one building per region
 
     def validate(self) -> None:
         if self.regularize not in REGULARIZE_MODES:
@@ -65,7 +66,8 @@ def label_instances(
     regions' bounding boxes (``ndimage.find_objects``)."""
     building = building_prob > options.mask_threshold
     regions, _ = ndimage.label(building, structure=_CROSS)
-    seeds, n_seeds = ndimage.label((interior_prob > options.seed_threshold) & building, structure=_CROSS)
+    seed_mask = building if options.instances == "binary" else (interior_prob > options.seed_threshold) & building
+    seeds, n_seeds = ndimage.label(seed_mask, structure=_CROSS)
     if n_seeds and options.min_seed_px > 1:
         sizes = np.bincount(seeds.ravel(), minlength=n_seeds + 1)
         small = sizes < options.min_seed_px
