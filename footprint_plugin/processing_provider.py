@@ -93,12 +93,15 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
         fields = QgsFields()
         fields.append(QgsField("area_m2", QVariant.Double))
         fields.append(QgsField("score", QVariant.Double))
+        error = None
         try:
-            reader = QgisProviderReader(layer, extent)
-            result = extract_buildings(reader, options, progress=lambda f, _m: feedback.setProgress(100 * f),
-                                       cancelled=feedback.isCanceled, warn=feedback.pushWarning)
+            with QgisProviderReader(layer, extent) as reader:
+                result = extract_buildings(reader, options, progress=lambda f, _m: feedback.setProgress(100 * f),
+                                           cancelled=feedback.isCanceled, warn=feedback.pushWarning)
         except FootprintError as exc:
-            raise QgsProcessingException(str(exc)) from None
+            error = str(exc)
+        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
+            raise QgsProcessingException(error)
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon, layer.crs())
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))

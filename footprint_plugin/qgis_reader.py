@@ -40,6 +40,17 @@ class QgisProviderReader(WindowReader):
         if provider is None:
             raise FootprintError(f"{layer.name()}: the layer has no data provider.")
         self.provider: QgsRasterDataProvider = provider.clone()
+        try:
+            self._describe(layer, extent, pixel_size_m)
+        except BaseException:
+            self.close()  # no provider clone may outlive a failed start (it would crash QGIS at exit)
+            raise
+
+    def close(self) -> None:
+        """Release the provider clone."""
+        self.provider = None
+
+    def _describe(self, layer: QgsRasterLayer, extent: QgsRectangle | None, pixel_size_m: float) -> None:
         try:  # let GDAL resample smoothly when the grid differs from the model's
             bilinear = QgsRasterDataProvider.ResamplingMethod.Bilinear
             self.provider.enableProviderResampling(True)

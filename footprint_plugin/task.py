@@ -116,6 +116,8 @@ class ExtractionTask(QgsTask):
         return False
 
     def finished(self, ok: bool) -> None:
+        if self.reader is not None:
+            self.reader.close()
         outcome = self.outcome or Cancelled()
         if ok and isinstance(outcome, Success):
             layer = QgsVectorLayer(f"{outcome.output}|layername=buildings", outcome.layer_name, "ogr")

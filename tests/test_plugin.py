@@ -132,11 +132,18 @@ def test_processing_algorithm(provider, sample_layer, weights, tmp_path):
     assert layer.isValid() and layer.crs().authid() == "EPSG:3857"
     assert [f.name() for f in layer.fields()][-2:] == ["area_m2", "score"]
     assert layer.featureCount() >= 1
-    bad = {"INPUT": sample_layer, "WEIGHTS": weights, "EXTENT": "0,10,0,10 [EPSG:3857]", "OUTPUT": output}
+    del layer  # QGIS 3.22 crashes at exit if an open result is the target of a failed run
+    bad = {"INPUT": sample_layer, "WEIGHTS": weights, "EXTENT": "0,10,0,10 [EPSG:3857]",
+           "OUTPUT": str(tmp_path / "failed.gpkg")}
     from qgis.core import QgsProcessingException
 
-    with pytest.raises(QgsProcessingException, match="does not overlap"):
+    message = ""
+    try:
         processing.run("footprint:extract_buildings", bad)
+    except QgsProcessingException as exc:
+        message = str(exc)  # only the text: a kept traceback would hold QGIS objects past QGIS's exit
+    assert "does not overlap" in message
+    assert not (tmp_path / "failed.gpkg").exists()
 
 
 def _xyz_tiles(tmp_path: Path) -> Path:
