@@ -132,6 +132,39 @@ def report(weights: str | None, split: dict, parameters, min_area_m2: float = 5.
     return scores
 
 
+VARIANT_RASTERS = {"philippines": TEST["philippines"], "nairobi": TEST["nairobi"], "zanzibar": TEST["zanzibar"]}
+
+
+def make_variants(raster: Path, folder: Path) -> dict[str, Path]:
+    """The same real raster as 16-bit (11-bit values), in EPSG:4326, in UTM, and at 0.1 / 0.6 m."""
+    import subprocess
+
+    import numpy as np
+    import rasterio
+    from rasterio.warp import transform as warp
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(raster) as src:
+        lon, lat = warp(src.crs, "EPSG:4326", [src.bounds.left], [src.bounds.top])
+        profile = src.profile
+        data = src.read()
+    utm = f"EPSG:{(32600 if lat[0] >= 0 else 32700) + int((lon[0] + 180) // 6) + 1}"
+    variants = {"native 8-bit": raster}
+    sixteen = folder / f"{raster.stem}_uint16.tif"
+    profile.update(dtype="uint16", nodata=None)
+    with rasterio.open(sixteen, "w", **profile) as dst:
+        dst.write((data.astype(np.uint32) * 2047 // 255).astype(np.uint16))
+        dst.update_tags(1, ns="IMAGE_STRUCTURE", NBITS="11")
+    variants["16-bit (11-bit values)"] = sixteen
+    for name, args in {"EPSG:4326": ["-t_srs", "EPSG:4326"], f"UTM {utm}": ["-t_srs", utm],
+                       "UTM 0.1 m": ["-t_srs", utm, "-tr", "0.1", "0.1"],
+                       "UTM 0.6 m": ["-t_srs", utm, "-tr", "0.6", "0.6"]}.items():
+        out = folder / f"{raster.stem}_{name.replace(' ', '_').replace(':', '').replace('.', '')}.tif"
+        subprocess.run(["gdalwarp", "-q", "-overwrite", "-r", "bilinear", *args, str(raster), str(out)], check=True)
+        variants[name] = out
+    return variants
+
+
 def print_table(title: str, scores: dict[str, PlaceScore]) -> None:
     print(f"\n{title}")
     print(f"  {'place':<12} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5} {'pixel IoU':>9}")
@@ -149,11 +182,14 @@ def main() -> int:
     export.add_argument("checkpoint")
     export.add_argument("--output", default=str(REPO / "resources" / "default_weights.safetensors"))
     export.add_argument("extra", nargs=argparse.REMAINDER)
+    tune = sub.add_parser("tune", help="grid-search the mask and seed thresholds on the validation split")
+    tune.add_argument("--weights")
     rep = sub.add_parser("report")
     rep.add_argument("--weights")
     rep.add_argument("--split", choices=["test", "val"], default="test")
     rep.add_argument("--ablations", action="store_true")
     rep.add_argument("--json", type=Path, help="also write the numbers here")
+    rep.add_argument("--variants", action="store_true", help="8/16-bit, EPSG:4326/3857/UTM, 0.1-0.6 m")
     args = parser.parse_args()
     from trainer.cli import main as trainer_main
 
@@ -166,6 +202,17 @@ def main() -> int:
 
     from footprint_plugin.core.extract import ExtractionParameters
 
+    if args.command == "tune":
+        results = []
+        for seed in (0.5, 0.6, 0.7, 0.8, 0.9):
+            for mask in (0.4, 0.5, 0.6):
+                pooled = report(args.weights, VAL, ExtractionParameters(weights=args.weights, seed_threshold=seed,
+                                                                        mask_threshold=mask))["pooled"]
+                results.append((pooled.f1, seed, mask))
+                print(f"  seed {seed} mask {mask}: validation F1 {pooled.f1:.3f} (pixel IoU {pooled.pixel_iou:.3f})")
+        f1, seed, mask = max(results)
+        print(f"best on validation: --seed-threshold {seed} --mask-threshold {mask} (F1 {f1:.3f})")
+        return 0
     split = TEST if args.split == "test" else VAL
     configs = {"default (3-class, simplify, min 5 m2)": ExtractionParameters(weights=args.weights)}
     if args.ablations:
@@ -180,6 +227,22 @@ def main() -> int:
             "test-time flips": ExtractionParameters(weights=args.weights, tiling=TilingOptions(flip_tta=True)),
         })
     everything = {}
+    if args.variants:
+        import tempfile
+
+        print("\nSame raster, other encodings, CRS and ground resolutions (F1 / pixel IoU):")
+        from footprint_plugin.core.extract import load_model
+
+        model = load_model(args.weights)
+        for place, (patterns, labels) in VARIANT_RASTERS.items():
+            raster = Path(glob.glob(str(DATA / patterns[0]))[0])
+            cells = []
+            for name, path in make_variants(raster, Path(tempfile.mkdtemp())).items():
+                one = score_raster(str(path), str(DATA / labels), ExtractionParameters(weights=args.weights), 5.0, model)
+                cells.append(f"{name}: {one.f1:.3f}/{one.pixel_iou:.3f}")
+                everything.setdefault("variants", {}).setdefault(place, {})[name] = {
+                    "f1": round(one.f1, 4), "pixel_iou": round(one.pixel_iou, 4)}
+            print(f"  {place}: " + ", ".join(cells))
     for title, parameters in configs.items():
         scores = report(args.weights, split, parameters)
         print_table(f"{args.split} split, {title}", scores)

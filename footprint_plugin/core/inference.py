@@ -263,8 +263,9 @@ def iter_probability_strips(
         data = predictor.normalize(data, scale)
         return _pad_to(data, tile, padded_width), _pad_to(valid, tile, padded_width)
 
-    # Rolling accumulators for grid rows [buffer_top, buffer_top + buffer_rows).
-    buffer_rows = tile + stride
+    # Accumulators for grid rows [buffer_top, buffer_top + tile): each row of tiles starts where the
+    # previous one's final rows end, so one tile height is all that is ever pending.
+    buffer_rows = tile
     acc = np.zeros((3, buffer_rows, padded_width), np.float32)
     weight = np.zeros((buffer_rows, padded_width), np.float32)
     valid_buf = np.zeros((buffer_rows, padded_width), bool)
