@@ -270,3 +270,20 @@ def test_onnxruntime_and_torch_backends_agree(tmp_path):
     np.testing.assert_allclose(plain.probabilities(batch), reference, atol=1e-4)
     flipped = plain.probabilities(batch, flip_tta=True)
     np.testing.assert_allclose(fast.probabilities(batch, flip_tta=True), flipped, atol=1e-4)
+
+
+def test_endless_building_region_is_cut_to_bound_memory():
+    # Everything is "building" (e.g. a model that sees roofs everywhere): memory must stay bounded.
+    rows, cols = 3000, 64
+    building = np.ones((rows, cols), np.float32)
+    interior = np.ones((rows, cols), np.float32)
+    warnings = []
+    options = VectorizeOptions(regularize="none", min_area_m2=0, max_buffer_rows=1024)
+    vectorizer = StripVectorizer(Affine.identity(), 1.0, cols, options, warn=warnings.append)
+    found, held = [], []
+    for start in range(0, rows, 100):
+        found += vectorizer.add(start, building[start : start + 100], interior[start : start + 100], start + 100 >= rows)
+        held.append(len(vectorizer._building))
+    assert max(held) <= 1024 + 100
+    assert len(warnings) == 1 and "cut" in warnings[0]
+    assert sum(b.area_m2 for b in found) == pytest.approx(rows * cols, rel=0.01)

@@ -176,12 +176,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare").add_argument("--out", type=Path, default=REPO / "data" / "default")
-    train = sub.add_parser("train")
-    train.add_argument("extra", nargs=argparse.REMAINDER)
+    sub.add_parser("train", help="any further options go to `trainer train`")
     export = sub.add_parser("export")
     export.add_argument("checkpoint")
     export.add_argument("--output", default=str(REPO / "resources" / "default_weights.safetensors"))
-    export.add_argument("extra", nargs=argparse.REMAINDER)
     tune = sub.add_parser("tune", help="grid-search the mask and seed thresholds on the validation split")
     tune.add_argument("--weights")
     rep = sub.add_parser("report")
@@ -190,15 +188,17 @@ def main() -> int:
     rep.add_argument("--ablations", action="store_true")
     rep.add_argument("--json", type=Path, help="also write the numbers here")
     rep.add_argument("--variants", action="store_true", help="8/16-bit, EPSG:4326/3857/UTM, 0.1-0.6 m")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    if extra and args.command not in ("train", "export"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from trainer.cli import main as trainer_main
 
     if args.command == "prepare":
         return trainer_main(prepare_argv(args.out))
     if args.command == "train":
-        return trainer_main(["train", "--data", str(REPO / "data" / "default"), *args.extra])
+        return trainer_main(["train", "--data", str(REPO / "data" / "default"), *extra])
     if args.command == "export":
-        return trainer_main(["export", "--checkpoint", args.checkpoint, "--output", args.output, *args.extra])
+        return trainer_main(["export", "--checkpoint", args.checkpoint, "--output", args.output, *extra])
 
     from footprint_plugin.core.extract import ExtractionParameters
 

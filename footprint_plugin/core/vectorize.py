@@ -38,7 +38,8 @@ class VectorizeOptions:
     fill_holes_m2: float = 20.0  # holes smaller than this are filled
     regularize: str = "simplify"
     simplify_px: float = 0.75
-    max_buffer_rows: int = 8192  # a building region taller than this is cut
+    max_buffer_rows: int = 8192  # a building region taller than this is cut ...
+    max_buffer_pixels: int = 16_000_000  # ... or than this many pixels of raster width (bounds memory)
     instances: str = "three_class"  # or "binary": ignore the border class, one building per region
 
     def validate(self) -> None:
@@ -197,10 +198,12 @@ class StripVectorizer:
         self._interior = np.concatenate([self._interior, interior])
         rows = len(self._building)
         end = self._top + rows
-        if rows > self.options.max_buffer_rows and not last:
+        max_rows = max(1024, min(self.options.max_buffer_rows, self.options.max_buffer_pixels // max(1, self.width)))
+        forced = rows > max_rows and not last
+        if forced:
             last = True  # bound memory: cut regions taller than the buffer
             if self.warn and not self._warned_cut:
-                self.warn(f"A building region is taller than {self.options.max_buffer_rows} px; it is cut there.")
+                self.warn(f"A building region is taller than {max_rows} px; it is cut there.")
                 self._warned_cut = True
         instances, regions, region_slices = label_instances(self._building, self._interior, self.options)
         owned_until = end
@@ -214,7 +217,9 @@ class StripVectorizer:
         emit_region[0] = False
         buildings = self._polygons(instances, regions, emit_region)
         self._owned_from = owned_until
-        keep_from = max(self._top, owned_until - 1)
+        # Keep one row above the unowned part: pieces of emitted regions start there and are skipped.
+        # After a forced cut nothing is kept, so what continues below starts as a new region.
+        keep_from = end if forced else max(self._top, owned_until - 1)
         cut = keep_from - self._top
         self._building = self._building[cut:]
         self._interior = self._interior[cut:]
