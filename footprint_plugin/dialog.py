@@ -59,7 +59,7 @@ class ExtractDialog(QDialog):
         layout.addLayout(form)
 
         self.raster_combo = QgsMapLayerComboBox()
-        self.raster_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         current = iface.activeLayer() if iface is not None else None
         if isinstance(current, QgsRasterLayer):
             self.raster_combo.setLayer(current)
@@ -77,7 +77,7 @@ class ExtractDialog(QDialog):
         self.area_combo = QComboBox()
         self.area_combo.addItems([AREA_WHOLE, AREA_VIEW, AREA_SELECTION])
         self.area_layer = QgsMapLayerComboBox()
-        self.area_layer.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.area_layer.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.area_layer.setEnabled(False)
         self.area_combo.currentTextChanged.connect(lambda t: self.area_layer.setEnabled(t == AREA_SELECTION))
         form.addRow("Area", self.area_combo)
@@ -120,7 +120,7 @@ class ExtractDialog(QDialog):
         layout.addWidget(advanced)
 
         self.output_file = QgsFileWidget()
-        self.output_file.setStorageMode(QgsFileWidget.SaveFile)
+        self.output_file.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
         self.output_file.setFilter("GeoPackage (*.gpkg)")
         form.addRow("Output GeoPackage", self.output_file)
         self.raster_combo.layerChanged.connect(self._suggest_output)
@@ -128,8 +128,8 @@ class ExtractDialog(QDialog):
 
         self.hint = QLabel("The extraction runs in the background; you can keep working.")
         layout.addWidget(self.hint)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.button(QDialogButtonBox.Ok).setText("Extract")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Extract")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)

@@ -63,18 +63,18 @@ class FootprintPlugin:
         """Open the dialog and start the background task."""
         missing = missing_packages()
         if missing:
-            self.iface.messageBar().pushMessage(TITLE, install_hint(missing), Qgis.Critical, 0)
+            self.iface.messageBar().pushMessage(TITLE, install_hint(missing), Qgis.MessageLevel.Critical, 0)
             return
         from .core.errors import FootprintError
         from .dialog import ExtractDialog
 
         dialog = ExtractDialog(self.iface, self.iface.mainWindow())
-        if not dialog.exec_():
+        if not dialog.exec():
             return
         try:
             request = dialog.request()
         except FootprintError as exc:
-            self.iface.messageBar().pushMessage(TITLE, str(exc), Qgis.Warning, 8)
+            self.iface.messageBar().pushMessage(TITLE, str(exc), Qgis.MessageLevel.Warning, 8)
             return
         self.start(request)
 

@@ -21,6 +21,13 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
+
+try:  # Qt5 builds
+    REAL = QVariant.Double
+except AttributeError:  # Qt6 builds
+    from qgis.PyQt.QtCore import QMetaType
+
+    REAL = QMetaType.Type.Double
 from qgis.PyQt.QtGui import QIcon
 
 from .dependencies import install_hint, missing_packages
@@ -53,7 +60,7 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
                                                      extension="safetensors", optional=True))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Area (empty: whole raster)", optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
-        integer = QgsProcessingParameterNumber.Integer
+        integer = QgsProcessingParameterNumber.Type.Integer
         self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size, px (0: model default)", integer,
                                                        0, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Overlap, px (-1: a quarter tile)", integer,
@@ -61,9 +68,9 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: device default)", integer,
                                                        0, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum area, m²",
-                                                       QgsProcessingParameterNumber.Double, 5.0, minValue=0))
+                                                       QgsProcessingParameterNumber.Type.Double, 5.0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.REGULARIZE, "Outline", REGULARIZE, defaultValue=1))
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Buildings", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Buildings", QgsProcessing.SourceType.TypeVectorPolygon))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         missing = missing_packages()
@@ -91,8 +98,8 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
             regularize=REGULARIZE[self.parameterAsEnum(parameters, self.REGULARIZE, context)],
         )
         fields = QgsFields()
-        fields.append(QgsField("area_m2", QVariant.Double))
-        fields.append(QgsField("score", QVariant.Double))
+        fields.append(QgsField("area_m2", REAL))
+        fields.append(QgsField("score", REAL))
         error = None
         try:
             with QgisProviderReader(layer, extent) as reader:
@@ -102,14 +109,14 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
             error = str(exc)
         if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
             raise QgsProcessingException(error)
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon, layer.crs())
+        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.Polygon, layer.crs())
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for building in result.buildings:
             feature = QgsFeature(fields)
             feature.setGeometry(QgsGeometry.fromWkt(building.geometry.wkt))
             feature.setAttributes([round(building.area_m2, 2), round(building.score, 4)])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         feedback.pushInfo(f"{len(result.buildings)} buildings in {result.seconds:.1f} s on {result.device} "
                           f"(weights {result.card.name})")
         return {self.OUTPUT: dest_id}

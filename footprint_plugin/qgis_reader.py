@@ -11,20 +11,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from qgis.core import Qgis, QgsRaster, QgsRasterDataProvider, QgsRasterLayer, QgsRectangle
+from qgis.core import Qgis, QgsRaster, QgsRasterDataProvider, QgsRasterInterface, QgsRasterLayer, QgsRectangle
 from rasterio.transform import Affine
 
 from .core.errors import FootprintError
 from .core.geo import ground_resolution_m
 from .core.readers import WindowReader, check_dtype
 
-_DTYPES = {Qgis.Byte: "uint8", Qgis.UInt16: "uint16", Qgis.Int16: "int16", Qgis.UInt32: "uint32",
-           Qgis.Int32: "int32", Qgis.Float32: "float32", Qgis.Float64: "float64"}
+_TYPES = Qgis.DataType
+_DTYPES = {_TYPES.Byte: "uint8", _TYPES.UInt16: "uint16", _TYPES.Int16: "int16", _TYPES.UInt32: "uint32",
+           _TYPES.Int32: "int32", _TYPES.Float32: "float32", _TYPES.Float64: "float64"}
 _NUMPY = {"uint8": np.uint8, "uint16": np.uint16, "int16": np.int16, "uint32": np.uint32, "int32": np.int32,
           "float32": np.float32, "float64": np.float64}
-_INTERPS = {QgsRaster.RedBand: "red", QgsRaster.GreenBand: "green", QgsRaster.BlueBand: "blue",
-            QgsRaster.GrayIndex: "gray", QgsRaster.AlphaBand: "alpha"}
-_ARGB = (Qgis.ARGB32, Qgis.ARGB32_Premultiplied)
+_CI = QgsRaster.ColorInterpretation
+_INTERPS = {_CI.RedBand: "red", _CI.GreenBand: "green", _CI.BlueBand: "blue", _CI.GrayIndex: "gray", _CI.AlphaBand: "alpha"}
+_ARGB = (_TYPES.ARGB32, _TYPES.ARGB32_Premultiplied)
 
 
 class QgisProviderReader(WindowReader):
@@ -66,7 +67,7 @@ class QgisProviderReader(WindowReader):
         full = self.provider.extent()
         qgis_type = self.provider.dataType(1)
         self._argb = qgis_type in _ARGB
-        has_grid = bool(self.provider.capabilities() & QgsRasterDataProvider.Size) and self.provider.xSize() > 0
+        has_grid = bool(self.provider.capabilities() & QgsRasterInterface.Capability.Size) and self.provider.xSize() > 0
         if has_grid:
             px, py = full.width() / self.provider.xSize(), full.height() / self.provider.ySize()
         else:  # web tiles: pick pixels of pixel_size_m on the ground

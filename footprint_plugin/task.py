@@ -71,7 +71,7 @@ class ExtractionTask(QgsTask):
 
     def __init__(self, request: ExtractionRequest, iface=None,
                  on_done: Callable[[object, QgsVectorLayer | None], None] | None = None) -> None:
-        super().__init__(f"Extract buildings from {request.layer.name()}", QgsTask.CanCancel)
+        super().__init__(f"Extract buildings from {request.layer.name()}", QgsTask.Flag.CanCancel)
         self.request = request
         self.iface = iface
         self.on_done = on_done
@@ -111,7 +111,7 @@ class ExtractionTask(QgsTask):
         except FootprintError as exc:
             self.outcome = Failed(str(exc))
         except Exception as exc:  # a bug: keep QGIS alive, log the details
-            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)
             self.outcome = Failed(f"Unexpected error ({type(exc).__name__}: {exc}); details in the log panel.")
         return False
 
@@ -135,10 +135,12 @@ class ExtractionTask(QgsTask):
             self.on_done(outcome, self.result_layer)
 
     def _notify(self, outcome) -> None:
-        level = {Success: Qgis.Success, Failed: Qgis.Critical, Cancelled: Qgis.Info}[type(outcome)]
+        levels = Qgis.MessageLevel
+        level = {Success: levels.Success, Failed: levels.Critical, Cancelled: levels.Info}[type(outcome)]
         QgsMessageLog.logMessage(outcome.message(), LOG_TAG, level)
         if isinstance(outcome, Success):
             for warning in outcome.warnings:
-                QgsMessageLog.logMessage(warning, LOG_TAG, Qgis.Warning)
+                QgsMessageLog.logMessage(warning, LOG_TAG, Qgis.MessageLevel.Warning)
         if self.iface is not None and self.iface.messageBar() is not None:
-            self.iface.messageBar().pushMessage(LOG_TAG, outcome.message(), level, 8 if level != Qgis.Critical else 0)
+            seconds = 0 if level == levels.Critical else 8  # errors stay until closed
+            self.iface.messageBar().pushMessage(LOG_TAG, outcome.message(), level, seconds)
