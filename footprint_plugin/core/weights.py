@@ -137,6 +137,7 @@ def save_weights(path: str | os.PathLike[str], model: UNet, card: ModelCard) -> 
             out.write(header_bytes)
             for blob in blobs:
                 out.write(blob)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; weights are meant to be shared
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
