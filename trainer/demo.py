@@ -23,6 +23,7 @@ from footprint_plugin.core.readers import RasterioReader
 
 from .evaluate import evaluate, read_vector_pair
 from .progress import ProgressBar
+from .vectors import read_polygons
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "resources" / "sample" / "philippines_c1.tif"
@@ -69,16 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
         truth, pred, _ = read_vector_pair(args.labels, str(gpkg))
         scores = evaluate(truth, pred, 0.5, 20.0)
-        predicted = [b.geometry for b in result.buildings]
-        from .vectors import read_polygons
-
+        predicted = read_polygons(str(gpkg), result.crs_wkt).geometries
         truth_native = read_polygons(args.labels, result.crs_wkt).geometries
         overlay_png(Path(args.input), predicted, truth_native, png)
     except FootprintError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"weights: {Path(result.weights_path).name} ({result.card.name})")
-    print(f"{len(result.buildings)} buildings in {result.seconds:.1f} s on {result.device} -> {gpkg}")
+    print(f"{result.count} buildings in {result.seconds:.1f} s on {result.device} -> {gpkg}")
     print(f"overlay (orange: predicted, cyan: OpenStreetMap) -> {png}")
     print(f"F1 against the {scores['tp'] + scores['fn']} OpenStreetMap buildings (IoU >= 0.5): {scores['f1']:.3f} "
           f"(precision {scores['precision']:.3f}, recall {scores['recall']:.3f})")

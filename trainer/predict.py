@@ -55,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if bar:
                 bar.close()
-    print(f"{len(result.buildings)} buildings in {result.seconds:.1f} s on {result.device} -> {args.output} "
+    print(f"{result.count} buildings in {result.seconds:.1f} s on {result.device} -> {args.output} "
           f"(weights {result.card.name})")
     return 0

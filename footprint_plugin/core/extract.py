@@ -19,7 +19,7 @@ from .inference import (
     run_in_background,
 )
 from .model import UNet
-from .output import check_output_path, write_geopackage
+from .output import GeoPackageWriter
 from .readers import WindowReader, clip_to_extent, resolve_band_mapping
 from .vectorize import Building, StripVectorizer, VectorizeOptions
 from .weights import ModelCard, load_weights
@@ -56,7 +56,8 @@ class ExtractionParameters:
 
 @dataclass
 class ExtractionResult:
-    buildings: list[Building]
+    buildings: list[Building]  # empty when they were streamed to a sink
+    count: int
     crs_wkt: str
     seconds: float
     device: str
@@ -80,8 +81,13 @@ def extract_buildings(
     cancelled: CancelCheck | None = None,
     warn: Callable[[str], None] | None = None,
     model: tuple[UNet, ModelCard, str] | None = None,
+    sink: Callable[[list[Building]], None] | None = None,
 ) -> ExtractionResult:
-    """Run tiled inference and vectorisation over ``reader``; geometry is in the raster's CRS."""
+    """Run tiled inference and vectorisation over ``reader``; geometry is in the raster's CRS.
+
+    With ``sink`` the buildings of each strip are handed to it instead of being collected, so
+    memory does not grow with the number of buildings.
+    """
     started = time.perf_counter()
     warnings: list[str] = []
 
@@ -108,11 +114,17 @@ def extract_buildings(
     vectorizer = StripVectorizer(grid.transform, grid.pixel_area_m2, grid.width, options, warn=note)
     strips = iter_probability_strips(reader, grid, bands, predictor, parameters.tiling, progress, cancelled)
     buildings: list[Building] = []
+    count = 0
     # Vectorising runs here while the next strips are inferred in a worker thread.
     for strip in run_in_background(strips):
-        buildings.extend(vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last))
+        found = vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last)
+        count += len(found)
+        if sink is not None:
+            sink(found)
+        else:
+            buildings.extend(found)
     device = str(predictor.device) + (" (onnxruntime)" if predictor.backend == "onnxruntime" else "")
-    return ExtractionResult(buildings, reader.crs_wkt, time.perf_counter() - started, device,
+    return ExtractionResult(buildings, count, reader.crs_wkt, time.perf_counter() - started, device,
                             grid, card, weights_path, warnings)
 
 
@@ -124,16 +136,15 @@ def extract_to_geopackage(
     cancelled: CancelCheck | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> ExtractionResult:
-    """:func:`extract_buildings`, then write layer ``buildings`` to ``output`` atomically."""
+    """:func:`extract_buildings` streaming into layer ``buildings`` of ``output``, written atomically."""
     started = time.perf_counter()
-    check_output_path(output)
-    result = extract_buildings(reader, parameters, progress, cancelled, warn)
-    metadata = {
-        "source_raster": reader.name,
-        "weights": Path(result.weights_path).name,
-        "weights_name": result.card.name,
-        "device": result.device,
-    }
-    write_geopackage(output, result.buildings, result.crs_wkt, metadata=metadata)
+    with GeoPackageWriter(output, reader.crs_wkt) as writer:
+        result = extract_buildings(reader, parameters, progress, cancelled, warn, sink=writer.add)
+        writer.commit({
+            "source_raster": reader.name,
+            "weights": Path(result.weights_path).name,
+            "weights_name": result.card.name,
+            "device": result.device,
+        })
     result.seconds = time.perf_counter() - started
     return result

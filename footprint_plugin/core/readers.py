@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from .errors import FootprintError
 
 # Bound GDAL's block cache (default: 5% of RAM) unless the user chose a size; QGIS sets its own.
-os.environ.setdefault("GDAL_CACHEMAX", "256")
+os.environ.setdefault("GDAL_CACHEMAX", "64")
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16")
 # WorldView-2/3 8-band order (SpaceNet MUL-PanSharpen): coastal, blue, green, yellow, red, red edge, NIR1, NIR2.

@@ -185,8 +185,8 @@ class StripVectorizer:
         self.width = width
         self.options = options
         self.warn = warn
-        self._building = np.zeros((0, width), np.float32)
-        self._interior = np.zeros((0, width), np.float32)
+        self._building = np.zeros((0, width), np.float16)
+        self._interior = np.zeros((0, width), np.float16)
         self._top = 0  # grid row of the buffer's first row
         self._owned_from = 0  # regions starting above this row were emitted already
         self._warned_cut = False
@@ -194,8 +194,8 @@ class StripVectorizer:
     def add(self, row_start: int, building: np.ndarray, interior: np.ndarray, last: bool) -> list[Building]:
         if row_start != self._top + len(self._building):
             raise ValueError("strips must arrive in order without gaps")
-        self._building = np.concatenate([self._building, building])
-        self._interior = np.concatenate([self._interior, interior])
+        self._building = np.concatenate([self._building, building.astype(np.float16, copy=False)])
+        self._interior = np.concatenate([self._interior, interior.astype(np.float16, copy=False)])
         rows = len(self._building)
         end = self._top + rows
         max_rows = max(1024, min(self.options.max_buffer_rows, self.options.max_buffer_pixels // max(1, self.width)))
@@ -230,8 +230,9 @@ class StripVectorizer:
         emit_mask = emit_region[regions] & (instances > 0)
         if not emit_mask.any():
             return []
-        ids = np.unique(instances[emit_mask])
-        scores = dict(zip(ids.tolist(), ndimage.mean(self._building, instances, index=ids)))
+        emitted = instances[emit_mask]
+        sums = np.bincount(emitted, weights=self._building[emit_mask].astype(np.float64))
+        pixels = np.bincount(emitted)
         parts: dict[int, Polygon] = {}
         for geom, value in shapes(instances, mask=emit_mask, connectivity=4):
             polygon = shape(geom)
@@ -247,7 +248,7 @@ class StripVectorizer:
             if polygon is None:
                 continue
             buildings.append(Building(affinity.affine_transform(polygon, matrix),
-                                      polygon.area * self.pixel_area_m2, float(scores[value])))
+                                      polygon.area * self.pixel_area_m2, float(sums[value] / pixels[value])))
         return buildings
 
     def _clean(self, polygon: Polygon) -> Polygon | None:
