@@ -266,8 +266,8 @@ def iter_probability_strips(
     def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:
         rows = min(tile, height - y0)
         data, valid = reader.read((0.0, y0 * sy, float(grid.source_width), rows * sy), (rows, width), bands)
-        # Raw pixels (1-2 bytes each) wait here; batches are normalised as they go to the model.
-        return _pad_to(data, tile, padded_width), _pad_to(valid, tile, padded_width)
+        # Normalised here, in the reading thread, so the model's thread only runs the model.
+        return _pad_to(predictor.normalize(data, scale), tile, padded_width), _pad_to(valid, tile, padded_width)
 
     # Accumulators for grid rows [buffer_top, buffer_top + tile): each row of tiles starts where the
     # previous one's final rows end, so one tile height is all that is ever pending.
@@ -289,7 +289,7 @@ def iter_probability_strips(
                 if cancelled and cancelled():
                     raise CancelledError()
                 starts = xs[first : first + batch_size]
-                batch = predictor.normalize(np.stack([data[:, :, x : x + tile] for x in starts]), scale)
+                batch = np.stack([data[:, :, x : x + tile] for x in starts])
                 probs = predictor.probabilities(batch, options.flip_tta)
                 for x, tile_probs in zip(starts, probs):
                     acc[:, offset : offset + tile, x : x + tile] += tile_probs * window
