@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="source bands feeding the model's inputs, e.g. 1,2,3 or 5,3,2 (default: by colour)")
     parser.add_argument("--flip-tta", action="store_true", help="average with horizontally flipped tiles (slower)")
     parser.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
-                        help="CPU runtime: auto uses ONNX Runtime when installed, else PyTorch")
+                        help="runtime: auto/torch = PyTorch, onnxruntime = ONNX Runtime on CPU (if installed)")
     parser.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -67,7 +67,7 @@ class TilingOptions:
     batch_size: int | None = None  # 16 on CUDA, 4 elsewhere
     amp: bool = True  # float16 autocast on CUDA
     flip_tta: bool = False  # average with the horizontally flipped tile
-    backend: str = "auto"  # on CPU: ONNX Runtime when installed, else PyTorch
+    backend: str = "auto"  # auto/torch: PyTorch; onnxruntime: ONNX Runtime (CPU)
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -92,7 +92,7 @@ def _onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _onnx_session(model: nn.Module, in_channels: int, threads: int):
+def _onnx_session(model: nn.Module, in_channels: int, threads: int, memory_arena: bool = False):
     """An ONNX Runtime session for ``model`` (exported once, cached on disk by content hash)."""
     import hashlib
     import io
@@ -130,7 +130,7 @@ def _onnx_session(model: nn.Module, in_channels: int, threads: int):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False  # return activations to the system: lower peak memory
+    options.enable_cpu_mem_arena = memory_arena  # off: activations go back to the system, lower peak memory
     return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
@@ -140,9 +140,10 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 class Predictor:
     """A model prepared for inference on one device.
 
-    On CPU the ``auto`` backend runs the model with ONNX Runtime when that is
-    installed (faster on CPU), else with PyTorch; BatchNorm is folded into the
-    convolutions and tensors use channels_last either way.
+    BatchNorm is folded into the convolutions and tensors use channels_last.
+    ``auto`` and ``torch`` run the model with PyTorch (measured fastest on CPU for
+    the default network, see ``make bench``); ``onnxruntime`` runs it with ONNX
+    Runtime on CPU, when that is installed.
     """
 
     def __init__(self, model: UNet, card: ModelCard, device: str | torch.device = "auto", amp: bool = True,
@@ -161,7 +162,7 @@ class Predictor:
         self.session = None
         if backend == "onnxruntime" and (self.device.type != "cpu" or not _onnxruntime_available()):
             raise FootprintError("The onnxruntime backend needs the onnxruntime package and --device cpu.")
-        if self.device.type == "cpu" and backend != "torch" and isinstance(model, UNet) and _onnxruntime_available():
+        if backend == "onnxruntime" and isinstance(model, UNet):
             self.session = _onnx_session(self.model, card.config.in_channels, torch.get_num_threads())
         self.backend = "onnxruntime" if self.session is not None else "torch"
         norm = card.normalization
