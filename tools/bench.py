@@ -57,6 +57,17 @@ def mosaic_vrt(source: Path, size: int, path: Path) -> Path:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process image (VmHWM).
+
+    Not ru_maxrss: on Linux that survives exec, so a child started from the benchmark's own large
+    process would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
