@@ -76,13 +76,14 @@ def _utm_for(geometries: list[BaseGeometry]) -> str:
 
 
 def read_vector_pair(truth_path: str, pred_path: str) -> tuple[Image, Image, str | None]:
-    """Both files as one image each, in a metric CRS (truth's, or UTM when the truth is geographic)."""
+    """Both files as one image each, in a metric CRS (truth's, or UTM for degrees and EPSG:3857)."""
     from rasterio.crs import CRS
 
     truth = read_polygons(truth_path)
     crs = truth.crs_wkt
-    if crs and CRS.from_wkt(crs).is_geographic and truth.geometries:
-        metric = _utm_for(truth.geometries)
+    if crs and truth.geometries and (CRS.from_wkt(crs).is_geographic or CRS.from_wkt(crs).to_epsg() == 3857):
+        # Degrees and Web-Mercator units are not ground metres: score in the local UTM zone.
+        metric = _utm_for(read_polygons(truth_path, CRS.from_epsg(4326).to_wkt()).geometries)
         truth = read_polygons(truth_path, metric)
         crs = metric
     pred = read_polygons(pred_path, crs)
