@@ -30,7 +30,7 @@ def test_extract_buildings_in_the_qgis_desktop(tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "e2e"
     out.mkdir()
-    venv_site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    venv_site = plugin_package.venv_site_packages()
     env = {**os.environ, "FOOTPRINT_E2E_RASTER": str(SAMPLE_RASTER), "FOOTPRINT_E2E_OUT": str(out),
            "PYTHONPATH": str(venv_site)}
     env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) display this time

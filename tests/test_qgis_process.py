@@ -21,7 +21,7 @@ def test_qgis_process_runs_the_algorithm(tmp_path):
     root = tmp_path / "config"
     plugin_package.install(plugin_package.package(tmp_path / "plugin.zip"), root / "profiles" / "default")
     weights = tiny_unet_weights(tmp_path / "tiny.safetensors")
-    venv_site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    venv_site = plugin_package.venv_site_packages()
     env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(root), "QT_QPA_PLATFORM": "offscreen",
            "PYTHONPATH": str(venv_site)}
     env.pop("QGIS_OPTS", None)

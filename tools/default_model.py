@@ -66,6 +66,10 @@ class PlaceScore:
     intersection: float = 0.0
     union: float = 0.0
 
+    def add(self, other: PlaceScore) -> None:
+        for name in ("tp", "fp", "fn", "intersection", "union"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     @property
     def f1(self) -> float:
         return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
@@ -120,14 +124,11 @@ def report(weights: str | None, split: dict, parameters, min_area_m2: float = 5.
         total = PlaceScore()
         for pattern in patterns:
             for raster in sorted(glob.glob(str(DATA / pattern))):
-                one = score_raster(raster, str(DATA / labels), parameters, min_area_m2, model)
-                for name in ("tp", "fp", "fn", "intersection", "union"):
-                    setattr(total, name, getattr(total, name) + getattr(one, name))
+                total.add(score_raster(raster, str(DATA / labels), parameters, min_area_m2, model))
         scores[place] = total
     pooled = PlaceScore()
     for one in scores.values():
-        for name in ("tp", "fp", "fn", "intersection", "union"):
-            setattr(pooled, name, getattr(pooled, name) + getattr(one, name))
+        pooled.add(one)
     scores["pooled"] = pooled
     return scores
 

@@ -55,6 +55,11 @@ def enable_in_profile(profile: Path) -> None:
     ini.write_text(text)
 
 
+def venv_site_packages() -> Path | None:
+    """This checkout's .venv site-packages (where torch is installed), if there is one."""
+    return next((REPO / ".venv" / "lib").glob("python3*/site-packages"), None)
+
+
 def link_dependencies() -> str:
     """Make this checkout's .venv packages (torch) importable by QGIS's Python, via a .pth file
     in the user's site-packages of /usr/bin/python3. Returns what was done."""
@@ -62,7 +67,7 @@ def link_dependencies() -> str:
     check = subprocess.run([system_python, "-c", "import torch"], capture_output=True)
     if check.returncode == 0:
         return "torch is already importable by QGIS's Python"
-    venv_site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"), None)
+    venv_site = venv_site_packages()
     if venv_site is None:
         return "no .venv found: install torch for QGIS's Python yourself (see README)"
     user_site = subprocess.run([system_python, "-m", "site", "--user-site"], capture_output=True, text=True).stdout.strip()

@@ -75,7 +75,7 @@ def label_instances(
         small[0] = False
         if small.any():
             seeds[small[seeds]] = 0
-    instances = seeds.astype(np.int32)
+    instances = np.asarray(seeds, dtype=np.int32)  # ndimage.label gives int32 already: no copy
     unassigned = building & (instances == 0)
     # Grow seeds into the building mask one pixel ring at a time: a few rings over the whole
     # array (most borders are thin), then region by region for what is left.
@@ -100,7 +100,7 @@ def label_instances(
         extra, _ = ndimage.label(unassigned, structure=_CROSS)
         offset = int(instances.max())
         instances[extra > 0] = extra[extra > 0] + offset
-    return instances, regions.astype(np.int32), boxes
+    return instances, np.asarray(regions, dtype=np.int32), boxes
 
 
 def _grow_once(instances: np.ndarray, unassigned: np.ndarray) -> bool:
