@@ -11,7 +11,7 @@ from shapely.ops import unary_union
 from footprint_plugin.core.errors import CancelledError, FootprintError
 from footprint_plugin.core.extract import ExtractionParameters, extract_buildings
 from footprint_plugin.core.geo import ground_resolution_m, model_grid
-from footprint_plugin.core.inference import TilingOptions, blend_window, tile_starts
+from footprint_plugin.core.inference import TilingOptions, blend_window, plan_column_blocks, tile_starts
 from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
 from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions, label_instances, orthogonalize
 
@@ -21,8 +21,10 @@ UTM = Affine(0.3, 0, 500000, 0, -0.3, 6000000)
 BOXES = [(10, 10, 40, 50), (10, 50, 40, 80), (70, 20, 150, 60), (100, 100, 130, 190), (160, 5, 175, 25)]
 
 
-def probe_extract(path, tile=64, overlap=16, regularize="none", min_area=0.5, extent=None, **kwargs):
-    parameters = ExtractionParameters(tiling=TilingOptions(tile, overlap, 3), regularize=regularize,
+def probe_extract(path, tile=64, overlap=16, regularize="none", min_area=0.5, extent=None, block_width=6144,
+                  block_halo=192, **kwargs):
+    tiling = TilingOptions(tile, overlap, 3, block_width=block_width, block_halo=block_halo)
+    parameters = ExtractionParameters(tiling=tiling, regularize=regularize,
                                       min_area_m2=min_area, extent=extent, device="cpu")
     with RasterioReader(path) as reader:
         return extract_buildings(reader, parameters, model=(ProbeModel(), probe_card(tile), "probe"), **kwargs)
@@ -287,3 +289,54 @@ def test_endless_building_region_is_cut_to_bound_memory():
     assert max(held) <= 1024 + 100
     assert len(warnings) == 1 and "cut" in warnings[0]
     assert sum(b.area_m2 for b in found) == pytest.approx(rows * cols, rel=0.01)
+
+
+@pytest.mark.parametrize("width,tile,stride,block_width,halo", [
+    (20480, 256, 192, 6144, 192), (600, 64, 48, 96, 48), (1000, 256, 192, 300, 64), (7000, 256, 256, 2048, 0),
+    (200_000, 256, 192, 6144, 192)])
+def test_column_blocks_partition_the_width_into_whole_tiles(width, tile, stride, block_width, halo):
+    blocks = plan_column_blocks(width, tile, stride, block_width, halo)
+    assert len(blocks) > 1
+    xs = tile_starts(width, tile, stride)
+    assert blocks[0].own_start == 0 and blocks[-1].own_end == width
+    for left, right in zip(blocks, blocks[1:]):
+        assert left.own_end == right.own_start  # own columns: a partition, no gaps, no overlap
+        assert right.continuation_from == left.end
+    for block in blocks:
+        assert block.start in xs and (block.end == width or block.end - tile in xs)  # whole global tiles
+        assert block.own_end - block.own_start <= block_width + stride  # memory follows the block, not the raster
+        assert block.width <= block_width + 2 * stride + tile + halo
+        # Every tile that touches the block's own columns (+ halo) is inferred by the block, so those
+        # columns blend exactly the tiles of a whole-width run.
+        needed = [x for x in xs if x + tile > block.own_start and x < min(width, block.own_end + halo)]
+        assert block.start <= min(needed) and max(needed) + tile <= block.end
+    assert sum(b.width for b in plan_column_blocks(20480, 256, 192, 6144, 192)) < 1.08 * 20480
+
+
+def test_column_blocks_give_the_buildings_of_one_whole_width_run(tmp_path):
+    # Buildings on, beside and across the block boundaries (blocks of 96 columns, tile 64, stride 48).
+    boxes = [(10, 80, 40, 110), (10, 110, 40, 140), (50, 185, 90, 200), (50, 200, 90, 230), (100, 5, 140, 95),
+             (100, 280, 130, 300), (150, 380, 190, 400), (20, 470, 60, 520), (140, 560, 180, 598), (60, 300, 80, 310)]
+    path = write_raster(tmp_path / "wide.tif", paint(200, 600, boxes), transform=UTM)
+    whole = probe_extract(path)
+    warnings = []
+    blocked = probe_extract(path, block_width=96, block_halo=48, warn=warnings.append)
+    assert len(whole.buildings) == len(blocked.buildings) == len(boxes)
+    key = lambda b: (round(b.geometry.bounds[0], 3), round(b.geometry.bounds[1], 3))  # noqa: E731
+    for one, other in zip(sorted(whole.buildings, key=key), sorted(blocked.buildings, key=key)):
+        assert one.geometry.symmetric_difference(other.geometry).area < 1e-9
+        assert one.area_m2 == pytest.approx(other.area_m2) and one.score == pytest.approx(other.score)
+    assert not warnings
+
+
+def test_region_wider_than_the_block_halo_is_cut_not_lost(tmp_path):
+    long_building = [(80, 20, 110, 560)]  # 540 columns: crosses five block boundaries
+    path = write_raster(tmp_path / "long.tif", paint(200, 600, long_building), transform=UTM)
+    whole = probe_extract(path)
+    warnings = []
+    blocked = probe_extract(path, block_width=96, block_halo=48, warn=warnings.append)
+    assert len(whole.buildings) == 1 and len(blocked.buildings) > 1
+    pieces = unary_union([b.geometry for b in blocked.buildings])
+    assert pieces.symmetric_difference(whole.buildings[0].geometry).area < 1e-6  # every pixel, once
+    assert sum(b.geometry.area for b in blocked.buildings) == pytest.approx(whole.buildings[0].geometry.area)
+    assert any("wider than" in w for w in warnings)

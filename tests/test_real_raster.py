@@ -35,6 +35,19 @@ def test_result_does_not_depend_on_tile_size(default_model):
     assert a.intersection(b).area / a.union(b).area >= 0.98
 
 
+def test_column_blocks_change_nothing_on_real_imagery(default_model):
+    # Zanzibar c1 in blocks of ~512 columns (four blocks) against one whole-width run: the blend
+    # gives each block's own columns the same probabilities, so the same buildings come out.
+    whole = run(default_model, ZANZIBAR)
+    blocked = run(default_model, ZANZIBAR, block_width=512, block_halo=192)
+    assert blocked.grid.width >= 3 * 512
+    key = lambda b: tuple(round(v, 2) for v in b.geometry.bounds)  # noqa: E731
+    assert sorted(map(key, whole.buildings)) == sorted(map(key, blocked.buildings))
+    a = unary_union([b.geometry for b in whole.buildings])
+    b = unary_union([b.geometry for b in blocked.buildings])
+    assert a.symmetric_difference(b).area <= 1e-6 * a.area
+
+
 def test_default_weights_find_the_osm_buildings(default_model, tmp_path):
     from footprint_plugin.core.output import write_geopackage
 

@@ -42,19 +42,39 @@ PREPARE_SETTINGS = ["--resolution", "0.3", "--border-width", "2", "--chip-size",
                     "--seed", "0"]
 
 
-def _assign_rules() -> list[str]:
-    rules = []
+PLACE_FOLDERS = {"banepa": ["banepa/images/*.tif", "banepa_north/*.tif"], "dhaka": ["dhaka/images/*.tif"],
+                 "zanzibar": ["zanzibar/*.tif"], "philippines": ["philippines/*.tif"], "nairobi": ["nairobi/*.tif"]}
+PLACE_LABELS = {"banepa": "banepa/buildings.geojson", "dhaka": "dhaka/buildings.geojson",
+                "zanzibar": "zanzibar/*_buildings.geojson", "philippines": "philippines/*_buildings.geojson",
+                "nairobi": "nairobi/*_buildings.geojson"}
+
+
+def held_out_split(place: str) -> dict:
+    """Every raster of one place, each with its own label file: the leave-one-place-out test split."""
+    split = {}
+    for pattern in PLACE_FOLDERS[place]:
+        for raster in sorted(glob.glob(str(DATA / pattern))):
+            own = Path(raster).with_name(Path(raster).stem + "_buildings.geojson")
+            labels = own if own.exists() else DATA / PLACE_LABELS[place]
+            split[Path(raster).stem] = ([str(Path(raster).relative_to(DATA))], str(labels.relative_to(DATA)))
+    return split
+
+
+def _assign_rules(hold_out: str | None = None) -> list[str]:
+    """--assign rules: the test and validation rasters, plus every raster of a held-out place as test."""
+    rules = [f"*{pattern}=test" for pattern in PLACE_FOLDERS[hold_out]] if hold_out else []
     for split, places in (("test", TEST), ("val", VAL)):
-        for patterns, _ in places.values():
-            rules += ["--assign", f"*{patterns[0].split('/')[-1]}={split}"]
-    return rules
+        for place, (patterns, _) in places.items():
+            if place != hold_out:
+                rules.append(f"*{patterns[0].split('/')[-1]}={split}")
+    return [item for rule in rules for item in ("--assign", rule)]
 
 
-def prepare_argv(out: Path) -> list[str]:
+def prepare_argv(out: Path, hold_out: str | None = None) -> list[str]:
     images = [str(DATA / p) for p in ALL_IMAGES]
     labels = sorted({f for p in ALL_LABELS for f in glob.glob(str(DATA / p))})
     return ["prepare", "--images", *images, "--labels", *labels, "--label-area",
-            str(DATA / "banepa_north" / "labelled_area.geojson"), *PREPARE_SETTINGS, *_assign_rules(),
+            str(DATA / "banepa_north" / "labelled_area.geojson"), *PREPARE_SETTINGS, *_assign_rules(hold_out),
             "--out", str(out)]
 
 
@@ -176,8 +196,11 @@ def print_table(title: str, scores: dict[str, PlaceScore]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("prepare").add_argument("--out", type=Path, default=REPO / "data" / "default")
-    sub.add_parser("train", help="any further options go to `trainer train`")
+    prep = sub.add_parser("prepare")
+    prep.add_argument("--out", type=Path, default=REPO / "data" / "default")
+    prep.add_argument("--hold-out", choices=sorted(PLACE_FOLDERS), help="put every raster of this place in test")
+    train = sub.add_parser("train", help="any further options go to `trainer train`")
+    train.add_argument("--data", type=Path, default=REPO / "data" / "default")
     export = sub.add_parser("export")
     export.add_argument("checkpoint")
     export.add_argument("--output", default=str(REPO / "resources" / "default_weights.safetensors"))
@@ -186,6 +209,8 @@ def main() -> int:
     rep = sub.add_parser("report")
     rep.add_argument("--weights")
     rep.add_argument("--split", choices=["test", "val"], default="test")
+    rep.add_argument("--held-out", choices=sorted(PLACE_FOLDERS),
+                     help="score every raster of this place (for a model trained with prepare --hold-out)")
     rep.add_argument("--ablations", action="store_true")
     rep.add_argument("--json", type=Path, help="also write the numbers here")
     rep.add_argument("--variants", action="store_true", help="8/16-bit, EPSG:4326/3857/UTM, 0.1-0.6 m")
@@ -195,9 +220,9 @@ def main() -> int:
     from trainer.cli import main as trainer_main
 
     if args.command == "prepare":
-        return trainer_main(prepare_argv(args.out))
+        return trainer_main(prepare_argv(args.out, args.hold_out))
     if args.command == "train":
-        return trainer_main(["train", "--data", str(REPO / "data" / "default"), *extra])
+        return trainer_main(["train", "--data", str(args.data), *extra])
     if args.command == "export":
         return trainer_main(["export", "--checkpoint", args.checkpoint, "--output", args.output, *extra])
 
@@ -214,7 +239,7 @@ def main() -> int:
         f1, seed, mask = max(results)
         print(f"best on validation: --seed-threshold {seed} --mask-threshold {mask} (F1 {f1:.3f})")
         return 0
-    split = TEST if args.split == "test" else VAL
+    split = held_out_split(args.held_out) if args.held_out else TEST if args.split == "test" else VAL
     configs = {"default (3-class, simplify, min 5 m2)": ExtractionParameters(weights=args.weights)}
     if args.ablations:
         from footprint_plugin.core.inference import TilingOptions

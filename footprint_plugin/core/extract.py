@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rasterio.transform import Affine
+
 from .errors import FootprintError
 from .geo import ModelGrid, model_grid
 from .inference import (
@@ -16,7 +18,10 @@ from .inference import (
     ProgressCallback,
     TilingOptions,
     iter_probability_strips,
+    plan_column_blocks,
+    resolve_tiling,
     run_in_background,
+    tile_starts,
 )
 from .model import UNet
 from .output import GeoPackageWriter
@@ -111,21 +116,44 @@ def extract_buildings(
         regularize=parameters.regularize,
         instances=parameters.instances,
     )
-    vectorizer = StripVectorizer(grid.transform, grid.pixel_area_m2, grid.width, options, warn=note)
-    strips = iter_probability_strips(reader, grid, bands, predictor, parameters.tiling, progress, cancelled)
+    tiling = resolve_tiling(parameters.tiling, predictor)
+    blocks = plan_column_blocks(grid.width, tiling.tile, tiling.stride, parameters.tiling.block_width,
+                                parameters.tiling.block_halo)
+    block_tiles = [len(tile_starts(block.width, tiling.tile, tiling.stride)) for block in blocks]
     buildings: list[Building] = []
     count = 0
-    # Vectorising runs here while the next strips are inferred in a worker thread.
-    for strip in run_in_background(strips):
-        found = vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last)
-        count += len(found)
-        if sink is not None:
-            sink(found)
-        else:
-            buildings.extend(found)
+    for index, block in enumerate(blocks):
+        vectorizer = StripVectorizer(
+            grid.transform * Affine.translation(block.start, 0), grid.pixel_area_m2, block.width, options, warn=note,
+            owned_columns=(block.own_start - block.start, block.own_end - block.start),
+            continuation_from=None if block.continuation_from is None else block.continuation_from - block.start)
+        block_progress = _block_progress(progress, sum(block_tiles[:index]), block_tiles[index], sum(block_tiles),
+                                         index, len(blocks))
+        strips = iter_probability_strips(reader, grid, bands, predictor, parameters.tiling, block_progress, cancelled,
+                                         columns=(block.start, block.end))
+        # Vectorising runs here while the next strips are inferred in a worker thread.
+        for strip in run_in_background(strips):
+            found = vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last)
+            count += len(found)
+            if sink is not None:
+                sink(found)
+            else:
+                buildings.extend(found)
     device = str(predictor.device) + (" (onnxruntime)" if predictor.backend == "onnxruntime" else "")
     return ExtractionResult(buildings, count, reader.crs_wkt, time.perf_counter() - started, device,
                             grid, card, weights_path, warnings)
+
+
+def _block_progress(progress: ProgressCallback | None, before: int, columns_of_tiles: int, total_columns: int,
+                    index: int, blocks: int) -> ProgressCallback | None:
+    """Progress of one column block as progress of the whole run."""
+    if progress is None or blocks == 1:
+        return progress
+
+    def report(fraction: float, message: str) -> None:
+        progress((before + fraction * columns_of_tiles) / total_columns, f"block {index + 1}/{blocks}, {message}")
+
+    return report
 
 
 def extract_to_geopackage(

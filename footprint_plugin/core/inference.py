@@ -3,12 +3,15 @@
 Tiles lie on one fixed grid over the whole raster and overlap; each tile's
 softmax output is weighted by a smooth window that falls towards the tile's
 edges, so the blended probabilities show no seams. Only the rows that are
-still receiving tiles are kept in memory: peak memory depends on the raster's
-width and the tile size, never on its height.
+still receiving tiles are kept in memory, and rasters wider than a block
+(6144 px of the model grid by default) run block by block
+(:func:`plan_column_blocks`): peak memory depends on neither the raster's
+height nor its width.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -68,6 +71,34 @@ class TilingOptions:
     amp: bool = True  # float16 autocast on CUDA
     flip_tta: bool = False  # average with the horizontally flipped tile
     backend: str = "auto"  # auto/torch: PyTorch; onnxruntime: ONNX Runtime (CPU)
+    block_width: int = 6144  # grid px: wider rasters run in column blocks, so memory does not grow with width
+    block_halo: int = 192  # grid px each block also infers right of its own columns
+
+
+@dataclass(frozen=True)
+class ResolvedTiling:
+    tile: int
+    overlap: int
+    batch_size: int
+
+    @property
+    def stride(self) -> int:
+        return self.tile - self.overlap
+
+
+def resolve_tiling(options: TilingOptions, predictor: Predictor) -> ResolvedTiling:
+    """Tile size, overlap and batch size with defaults filled in and checked against the weights."""
+    multiple = predictor.card.config.size_multiple
+    tile = int(options.tile_size or predictor.card.tile_size)
+    if tile < multiple or tile % multiple:
+        raise FootprintError(f"Tile size {tile} must be a positive multiple of {multiple} for these weights.")
+    overlap = tile // 4 if options.overlap is None else int(options.overlap)
+    if not 0 <= overlap <= tile // 2:
+        raise FootprintError(f"Overlap {overlap} must be between 0 and half the tile size ({tile // 2}).")
+    batch_size = int(options.batch_size or (16 if predictor.device.type == "cuda" else 4))
+    if batch_size < 1:
+        raise FootprintError("Batch size must be at least 1.")
+    return ResolvedTiling(tile, overlap, batch_size)
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -77,6 +108,43 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
+
+
+@dataclass(frozen=True)
+class ColumnBlock:
+    """Grid columns [start, end) inferred together; the block owns regions starting in [own_start, own_end)."""
+
+    start: int
+    end: int
+    own_start: int
+    own_end: int
+    continuation_from: int | None  # first column (global) the block on the left did not infer
+
+    @property
+    def width(self) -> int:
+        return self.end - self.start
+
+
+def plan_column_blocks(width: int, tile: int, stride: int, block_width: int, halo: int) -> list[ColumnBlock]:
+    """Cut a wide grid into column blocks made of whole tiles of the global tile grid.
+
+    A block infers every tile that reaches into its own columns or the ``halo`` columns to their
+    right, so its own columns get exactly the probabilities of one run over the whole width, and a
+    building that starts in them is found whole unless it reaches more than about ``halo`` columns
+    into the next block (it is then cut there, nothing is lost). Rasters up to 1.25 x
+    ``block_width`` wide are one block.
+    """
+    xs = tile_starts(width, tile, stride)
+    if width <= 1.25 * block_width or len(xs) < 3:
+        return [ColumnBlock(0, width, 0, width, None)]
+    count = math.ceil(width / block_width)
+    bounds = sorted({round(i * width / count / stride) * stride for i in range(count)}) + [width]
+    blocks: list[ColumnBlock] = []
+    for own_start, own_end in zip(bounds[:-1], bounds[1:]):
+        used = [x for x in xs if x + tile > own_start and x < own_end + halo]
+        start, end = used[0], min(width, used[-1] + tile)
+        blocks.append(ColumnBlock(start, end, own_start, own_end, blocks[-1].end if blocks else None))
+    return blocks
 
 
 def blend_window(tile: int) -> np.ndarray:
@@ -236,29 +304,23 @@ def iter_probability_strips(
     options: TilingOptions,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
+    columns: tuple[int, int] | None = None,
 ) -> Iterator[ProbabilityStrip]:
-    """Run the model over the whole grid; yield final probabilities top to bottom.
+    """Run the model over the grid; yield final probabilities top to bottom.
 
-    Reading the next row of tiles runs in a background thread while the model
-    works on the current one.
+    ``columns`` = (start, end) limits the run to a :class:`ColumnBlock`'s columns (whole tiles of
+    the global tile grid); strips then hold those columns only. Reading the next row of tiles runs
+    in a background thread while the model works on the current one.
     """
-    multiple = predictor.card.config.size_multiple
-    tile = int(options.tile_size or predictor.card.tile_size)
-    if tile < multiple or tile % multiple:
-        raise FootprintError(f"Tile size {tile} must be a positive multiple of {multiple} for these weights.")
-    overlap = tile // 4 if options.overlap is None else int(options.overlap)
-    if not 0 <= overlap <= tile // 2:
-        raise FootprintError(f"Overlap {overlap} must be between 0 and half the tile size ({tile // 2}).")
-    default_batch = 16 if predictor.device.type == "cuda" else 4
-    batch_size = int(options.batch_size or default_batch)
-    if batch_size < 1:
-        raise FootprintError("Batch size must be at least 1.")
-    stride = tile - overlap
-    width, height = grid.width, grid.height
-    xs = tile_starts(width, tile, stride)
-    ys = tile_starts(height, tile, stride)
+    tiling = resolve_tiling(options, predictor)
+    tile, batch_size = tiling.tile, tiling.batch_size
+    column0, column1 = columns or (0, grid.width)
+    width, height = column1 - column0, grid.height
+    xs = [x - column0 for x in tile_starts(grid.width, tile, tiling.stride) if x >= column0 and x + tile <= max(column1, tile)]
+    ys = tile_starts(height, tile, tiling.stride)
     window = blend_window(tile)
     scale = predictor.scale_for(reader.dtype, reader.bit_depth)
+    sx = grid.source_width / grid.width
     sy = grid.source_height / grid.height
     padded_width = max(width, tile)
     total_tiles = len(xs) * len(ys)
@@ -266,7 +328,7 @@ def iter_probability_strips(
 
     def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:
         rows = min(tile, height - y0)
-        data, valid = reader.read((0.0, y0 * sy, float(grid.source_width), rows * sy), (rows, width), bands)
+        data, valid = reader.read((column0 * sx, y0 * sy, width * sx, rows * sy), (rows, width), bands)
         # Normalised here, in the reading thread, so the model's thread only runs the model.
         return _pad_to(predictor.normalize(data, scale), tile, padded_width), _pad_to(valid, tile, padded_width)
 

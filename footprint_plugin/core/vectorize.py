@@ -175,11 +175,20 @@ class StripVectorizer:
 
     Keeps the rows of building regions that may still continue below; a region
     is emitted when it no longer touches the newest row.
+
+    For one column block of a wide raster (see ``inference.plan_column_blocks``),
+    ``owned_columns`` = (first, end) keeps only the regions whose leftmost pixel
+    lies in those columns (the neighbouring blocks own the others), and regions
+    that start left of them but reach ``continuation_from`` (the column where the
+    block on the left stopped seeing) contribute their pixels from there on.
     """
 
     def __init__(self, transform: Affine, pixel_area_m2: float, width: int, options: VectorizeOptions,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, owned_columns: tuple[int, int] | None = None,
+                 continuation_from: int | None = None) -> None:
         options.validate()
+        self.owned_columns = owned_columns or (0, width)
+        self.continuation_from = continuation_from
         self.transform = transform
         self.pixel_area_m2 = pixel_area_m2
         self.width = width
@@ -190,6 +199,7 @@ class StripVectorizer:
         self._top = 0  # grid row of the buffer's first row
         self._owned_from = 0  # regions starting above this row were emitted already
         self._warned_cut = False
+        self._warned_wide = False
 
     def add(self, row_start: int, building: np.ndarray, interior: np.ndarray, last: bool) -> list[Building]:
         if row_start != self._top + len(self._building):
@@ -208,14 +218,27 @@ class StripVectorizer:
         instances, regions, region_slices = label_instances(self._building, self._interior, self.options)
         owned_until = end
         region_top = np.zeros(len(region_slices) + 1, np.int64)
+        region_left = np.zeros(len(region_slices) + 1, np.int64)
+        region_right = np.zeros(len(region_slices) + 1, np.int64)
         for index, box in enumerate(region_slices, start=1):
             top = self._top + box[0].start
             region_top[index] = top
+            region_left[index], region_right[index] = box[1].start, box[1].stop
             if not last and box[0].stop == rows and top >= self._owned_from:
                 owned_until = min(owned_until, top)
         emit_region = (region_top >= self._owned_from) & (region_top < owned_until)
+        first, end_column = self.owned_columns
+        owned = (region_left >= first) & (region_left < end_column)
+        continued = np.zeros_like(owned)
+        if self.continuation_from is not None:
+            continued = (region_left < first) & (region_right > self.continuation_from)
+        emit_region &= owned | continued
         emit_region[0] = False
-        buildings = self._polygons(instances, regions, emit_region)
+        continued &= emit_region
+        if continued.any() and self.warn and not self._warned_wide:
+            self.warn("A building region is wider than the overlap between processing blocks; it is cut there.")
+            self._warned_wide = True
+        buildings = self._polygons(instances, regions, emit_region, continued)
         self._owned_from = owned_until
         # Keep one row above the unowned part: pieces of emitted regions start there and are skipped.
         # After a forced cut nothing is kept, so what continues below starts as a new region.
@@ -226,8 +249,11 @@ class StripVectorizer:
         self._top = keep_from
         return buildings
 
-    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray) -> list[Building]:
+    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray,
+                  continued: np.ndarray) -> list[Building]:
         emit_mask = emit_region[regions] & (instances > 0)
+        if continued.any():  # the block on the left emitted these regions' pixels up to continuation_from
+            emit_mask[:, : self.continuation_from] &= ~continued[regions[:, : self.continuation_from]]
         if not emit_mask.any():
             return []
         emitted = instances[emit_mask]
