@@ -26,7 +26,7 @@ from .inference import (
 from .model import UNet
 from .output import GeoPackageWriter
 from .readers import WindowReader, clip_to_extent, resolve_band_mapping
-from .vectorize import Building, StripVectorizer, VectorizeOptions
+from .vectorize import Building, ClaimMask, StripVectorizer, VectorizeOptions
 from .weights import ModelCard, load_weights
 
 DEFAULT_WEIGHTS_NAME = "default_weights.safetensors"
@@ -122,11 +122,13 @@ def extract_buildings(
     block_tiles = [len(tile_starts(block.width, tiling.tile, tiling.stride)) for block in blocks]
     buildings: list[Building] = []
     count = 0
+    claimed: ClaimMask | None = None
     for index, block in enumerate(blocks):
+        claims = ClaimMask(grid.height, block.own_end, block.emit_end) if block.emit_end > block.own_end else None
         vectorizer = StripVectorizer(
             grid.transform * Affine.translation(block.start, 0), grid.pixel_area_m2, block.width, options, warn=note,
             owned_columns=(block.own_start - block.start, block.own_end - block.start),
-            continuation_from=None if block.continuation_from is None else block.continuation_from - block.start)
+            emit_end=block.emit_end - block.start, column_offset=block.start, claimed=claimed, claims=claims)
         block_progress = _block_progress(progress, sum(block_tiles[:index]), block_tiles[index], sum(block_tiles),
                                          index, len(blocks))
         strips = iter_probability_strips(reader, grid, bands, predictor, parameters.tiling, block_progress, cancelled,
@@ -139,6 +141,7 @@ def extract_buildings(
                 sink(found)
             else:
                 buildings.extend(found)
+        claimed = claims
     device = str(predictor.device) + (" (onnxruntime)" if predictor.backend == "onnxruntime" else "")
     return ExtractionResult(buildings, count, reader.crs_wkt, time.perf_counter() - started, device,
                             grid, card, weights_path, warnings)

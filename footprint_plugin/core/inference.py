@@ -112,13 +112,17 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 @dataclass(frozen=True)
 class ColumnBlock:
-    """Grid columns [start, end) inferred together; the block owns regions starting in [own_start, own_end)."""
+    """Grid columns [start, end) inferred together.
+
+    The block emits building pixels in [own_start, emit_end): its own columns plus ``halo``
+    columns of the next block's, where a building that starts in its own columns may continue.
+    """
 
     start: int
     end: int
     own_start: int
     own_end: int
-    continuation_from: int | None  # first column (global) the block on the left did not infer
+    emit_end: int
 
     @property
     def width(self) -> int:
@@ -128,22 +132,21 @@ class ColumnBlock:
 def plan_column_blocks(width: int, tile: int, stride: int, block_width: int, halo: int) -> list[ColumnBlock]:
     """Cut a wide grid into column blocks made of whole tiles of the global tile grid.
 
-    A block infers every tile that reaches into its own columns or the ``halo`` columns to their
-    right, so its own columns get exactly the probabilities of one run over the whole width, and a
-    building that starts in them is found whole unless it reaches more than about ``halo`` columns
-    into the next block (it is then cut there, nothing is lost). Rasters up to 1.25 x
+    A block infers every tile that covers a column in [own_start - 1, emit_end), so those columns
+    get exactly the blended probabilities of one run over the whole width. Rasters up to 1.25 x
     ``block_width`` wide are one block.
     """
     xs = tile_starts(width, tile, stride)
+    block_width = max(block_width, 2 * stride)
     if width <= 1.25 * block_width or len(xs) < 3:
-        return [ColumnBlock(0, width, 0, width, None)]
+        return [ColumnBlock(0, width, 0, width, width)]
     count = math.ceil(width / block_width)
-    bounds = sorted({round(i * width / count / stride) * stride for i in range(count)}) + [width]
+    bounds = sorted({round(i * width / count / stride) * stride for i in range(count)} - {width}) + [width]
     blocks: list[ColumnBlock] = []
     for own_start, own_end in zip(bounds[:-1], bounds[1:]):
-        used = [x for x in xs if x + tile > own_start and x < own_end + halo]
-        start, end = used[0], min(width, used[-1] + tile)
-        blocks.append(ColumnBlock(start, end, own_start, own_end, blocks[-1].end if blocks else None))
+        emit_end = min(width, own_end + halo)
+        used = [x for x in xs if x + tile > own_start - 1 and x < emit_end]
+        blocks.append(ColumnBlock(used[0], min(width, used[-1] + tile), own_start, own_end, emit_end))
     return blocks
 
 

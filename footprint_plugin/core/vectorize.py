@@ -170,25 +170,51 @@ def orthogonalize(polygon: Polygon) -> Polygon:
     return affinity.rotate(candidate, angle, origin=origin)
 
 
+class ClaimMask:
+    """Which pixels of some grid columns a column block emitted, packed 8 per byte, for all rows.
+
+    The block on the right skips them, so a building that one block emitted whole is not
+    emitted again, and the pixels nobody emitted yet are emitted by the next block.
+    """
+
+    def __init__(self, height: int, column_start: int, column_end: int) -> None:
+        self.column_start, self.column_end = column_start, column_end
+        self._bits = np.zeros((height, (column_end - column_start + 7) // 8), np.uint8)
+
+    def mark(self, row: int, mask: np.ndarray) -> None:
+        """OR ``mask`` (rows, column_end - column_start) into the claims from grid row ``row``."""
+        self._bits[row : row + len(mask)] |= np.packbits(mask, axis=1)
+
+    def get(self, row: int, rows: int) -> np.ndarray:
+        return np.unpackbits(self._bits[row : row + rows], axis=1, count=self.column_end - self.column_start).astype(bool)
+
+
 class StripVectorizer:
     """Turns probability strips (top to bottom) into :class:`Building` objects.
 
     Keeps the rows of building regions that may still continue below; a region
     is emitted when it no longer touches the newest row.
 
-    For one column block of a wide raster (see ``inference.plan_column_blocks``),
-    ``owned_columns`` = (first, end) keeps only the regions whose leftmost pixel
-    lies in those columns (the neighbouring blocks own the others), and regions
-    that start left of them but reach ``continuation_from`` (the column where the
-    block on the left stopped seeing) contribute their pixels from there on.
+    For one column block of a wide raster (see ``inference.plan_column_blocks``;
+    columns here are the block's own, ``column_offset`` is its first grid column):
+    the block emits pixels in columns [``owned_columns[0]``, ``emit_end``) only.
+    Regions that start right of its own columns are left to the next block;
+    pixels the block on the left emitted (``claimed``) are skipped; what this block
+    emits right of its own columns is recorded in ``claims`` for the next block.
+    So every pixel is emitted once, and a building that crosses a block boundary
+    is one polygon unless it reaches beyond ``emit_end``.
     """
 
     def __init__(self, transform: Affine, pixel_area_m2: float, width: int, options: VectorizeOptions,
                  warn: Callable[[str], None] | None = None, owned_columns: tuple[int, int] | None = None,
-                 continuation_from: int | None = None) -> None:
+                 emit_end: int | None = None, column_offset: int = 0, claimed: ClaimMask | None = None,
+                 claims: ClaimMask | None = None) -> None:
         options.validate()
         self.owned_columns = owned_columns or (0, width)
-        self.continuation_from = continuation_from
+        self.emit_end = width if emit_end is None else emit_end
+        self.column_offset = column_offset
+        self.claimed, self.claims = claimed, claims
+        self._in_blocks = self.owned_columns != (0, width) or self.emit_end != width or claimed is not None
         self.transform = transform
         self.pixel_area_m2 = pixel_area_m2
         self.width = width
@@ -227,18 +253,13 @@ class StripVectorizer:
             if not last and box[0].stop == rows and top >= self._owned_from:
                 owned_until = min(owned_until, top)
         emit_region = (region_top >= self._owned_from) & (region_top < owned_until)
-        first, end_column = self.owned_columns
-        owned = (region_left >= first) & (region_left < end_column)
-        continued = np.zeros_like(owned)
-        if self.continuation_from is not None:
-            continued = (region_left < first) & (region_right > self.continuation_from)
-        emit_region &= owned | continued
+        emit_region &= region_left < self.owned_columns[1]  # the next block owns regions starting right of ours
         emit_region[0] = False
-        continued &= emit_region
-        if continued.any() and self.warn and not self._warned_wide:
-            self.warn("A building region is wider than the overlap between processing blocks; it is cut there.")
+        if self.warn and not self._warned_wide and (emit_region & (region_right > self.emit_end)).any():
+            self.warn("A building region reaches further into the next processing block than the blocks overlap; "
+                      "it is cut there.")
             self._warned_wide = True
-        buildings = self._polygons(instances, regions, emit_region, continued)
+        buildings = self._polygons(instances, regions, emit_region)
         self._owned_from = owned_until
         # Keep one row above the unowned part: pieces of emitted regions start there and are skipped.
         # After a forced cut nothing is kept, so what continues below starts as a new region.
@@ -249,32 +270,56 @@ class StripVectorizer:
         self._top = keep_from
         return buildings
 
-    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray,
-                  continued: np.ndarray) -> list[Building]:
-        emit_mask = emit_region[regions] & (instances > 0)
-        if continued.any():  # the block on the left emitted these regions' pixels up to continuation_from
-            emit_mask[:, : self.continuation_from] &= ~continued[regions[:, : self.continuation_from]]
+    def _emit_mask(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray) -> np.ndarray:
+        """Pixels to emit now: instances of emitted regions, in this block's columns, not claimed yet."""
+        mask = emit_region[regions] & (instances > 0)
+        first, owned_end = self.owned_columns
+        mask[:, :first] = False
+        mask[:, self.emit_end :] = False
+        rows = len(mask)
+        if self.claimed is not None:
+            start = self.claimed.column_start - self.column_offset
+            stop = self.claimed.column_end - self.column_offset
+            mask[:, start:stop] &= ~self.claimed.get(self._top, rows)
+        if self.claims is not None:
+            start = self.claims.column_start - self.column_offset
+            self.claims.mark(self._top, mask[:, start : self.claims.column_end - self.column_offset])
+        return mask
+
+    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray) -> list[Building]:
+        emit_mask = self._emit_mask(instances, regions, emit_region)
         if not emit_mask.any():
             return []
         emitted = instances[emit_mask]
         sums = np.bincount(emitted, weights=self._building[emit_mask].astype(np.float64))
         pixels = np.bincount(emitted)
-        parts: dict[int, Polygon] = {}
+        # Instances cut by a block edge or partly emitted by the block on the left may fall apart
+        # into pieces: all of them are kept; otherwise stray specks of an instance are dropped.
+        partial = np.zeros(len(pixels), bool)
+        if self._in_blocks:
+            whole = np.bincount(instances[emit_region[regions] & (instances > 0)], minlength=len(pixels))
+            partial = pixels < whole[: len(pixels)]
+        parts: dict[int, list[Polygon]] = {}
         for geom, value in shapes(instances, mask=emit_mask, connectivity=4):
             polygon = shape(geom)
             value = int(value)
-            if value not in parts or polygon.area > parts[value].area:
-                parts[value] = polygon
+            if value not in parts:
+                parts[value] = [polygon]
+            elif partial[value]:
+                parts[value].append(polygon)
+            elif polygon.area > parts[value][0].area:
+                parts[value] = [polygon]
         row_offset = Affine.translation(0, self._top)
         to_crs = self.transform * row_offset
         matrix = [to_crs.a, to_crs.b, to_crs.d, to_crs.e, to_crs.xoff, to_crs.yoff]
         buildings = []
-        for value, polygon in parts.items():
-            polygon = self._clean(polygon)
-            if polygon is None:
-                continue
-            buildings.append(Building(affinity.affine_transform(polygon, matrix),
-                                      polygon.area * self.pixel_area_m2, float(sums[value] / pixels[value])))
+        for value, pieces in parts.items():
+            for polygon in pieces:
+                polygon = self._clean(polygon)
+                if polygon is None:
+                    continue
+                buildings.append(Building(affinity.affine_transform(polygon, matrix),
+                                          polygon.area * self.pixel_area_m2, float(sums[value] / pixels[value])))
         return buildings
 
     def _clean(self, polygon: Polygon) -> Polygon | None:
