@@ -234,8 +234,9 @@ def main() -> int:
             for mask in (0.4, 0.5, 0.6):
                 pooled = report(args.weights, VAL, ExtractionParameters(weights=args.weights, seed_threshold=seed,
                                                                         mask_threshold=mask))["pooled"]
-                results.append((pooled.f1, seed, mask))
-                print(f"  seed {seed} mask {mask}: validation F1 {pooled.f1:.3f} (pixel IoU {pooled.pixel_iou:.3f})")
+                results.append((round(pooled.f1, 4), seed, mask))
+                print(f"  seed {seed} mask {mask}: validation F1 {pooled.f1:.3f} (pixel IoU {pooled.pixel_iou:.3f})",
+                      flush=True)
         f1, seed, mask = max(results)
         print(f"best on validation: --seed-threshold {seed} --mask-threshold {mask} (F1 {f1:.3f})")
         return 0
@@ -271,7 +272,7 @@ def main() -> int:
             print(f"  {place}: " + ", ".join(cells))
     for title, parameters in configs.items():
         scores = report(args.weights, split, parameters)
-        print_table(f"{args.split} split, {title}", scores)
+        print_table(f"{f'held-out place {args.held_out}' if args.held_out else f'{args.split} split'}, {title}", scores)
         everything[title] = {place: {"f1": round(s.f1, 4), "tp": s.tp, "fp": s.fp, "fn": s.fn,
                                      "pixel_iou": round(s.pixel_iou, 4)} for place, s in scores.items()}
     if args.json:
