@@ -23,10 +23,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 
-ALL_IMAGES = ["banepa/images/*.tif", "banepa_north/*.tif", "dhaka/images/*.tif", "zanzibar/*.tif",
-              "philippines/*.tif", "nairobi/*.tif"]
-ALL_LABELS = ["banepa/buildings.geojson", "banepa_north/buildings.geojson", "dhaka/buildings.geojson",
-              "zanzibar/*_buildings.geojson", "philippines/*_buildings.geojson", "nairobi/*_buildings.geojson"]
+PLACES = {  # place -> [(raster pattern, label files)]; "*_buildings" files belong to the raster of that name
+    "banepa": [("banepa/images/*.tif", "banepa/buildings.geojson"),
+               ("banepa_north/*.tif", "banepa_north/buildings.geojson")],
+    "dhaka": [("dhaka/images/*.tif", "dhaka/buildings.geojson")],
+    "zanzibar": [("zanzibar/*.tif", "zanzibar/*_buildings.geojson")],
+    "philippines": [("philippines/*.tif", "philippines/*_buildings.geojson")],
+    "nairobi": [("nairobi/*.tif", "nairobi/*_buildings.geojson")],
+}
+PARTLY_LABELLED = {"banepa_north/*.tif"}  # labels only inside labelled_area.geojson: not scored whole
+ALL_IMAGES = [pattern for rasters in PLACES.values() for pattern, _ in rasters]
+ALL_LABELS = [labels for rasters in PLACES.values() for _, labels in rasters]
 TEST = {  # place -> (raster patterns, label file)
     "banepa": (["banepa/images/OAM-386695-*.tif"], "banepa/buildings.geojson"),
     "dhaka": (["dhaka/images/OAM-393761-226417-19.tif"], "dhaka/buildings.geojson"),
@@ -42,27 +49,22 @@ PREPARE_SETTINGS = ["--resolution", "0.3", "--border-width", "2", "--chip-size",
                     "--seed", "0"]
 
 
-PLACE_FOLDERS = {"banepa": ["banepa/images/*.tif", "banepa_north/*.tif"], "dhaka": ["dhaka/images/*.tif"],
-                 "zanzibar": ["zanzibar/*.tif"], "philippines": ["philippines/*.tif"], "nairobi": ["nairobi/*.tif"]}
-PLACE_LABELS = {"banepa": "banepa/buildings.geojson", "dhaka": "dhaka/buildings.geojson",
-                "zanzibar": "zanzibar/*_buildings.geojson", "philippines": "philippines/*_buildings.geojson",
-                "nairobi": "nairobi/*_buildings.geojson"}
-
-
 def held_out_split(place: str) -> dict:
-    """Every raster of one place, each with its own label file: the leave-one-place-out test split."""
+    """Every fully labelled raster of one place with its labels: the leave-one-place-out test split."""
     split = {}
-    for pattern in PLACE_FOLDERS[place]:
+    for pattern, labels in PLACES[place]:
+        if pattern in PARTLY_LABELLED:
+            continue
         for raster in sorted(glob.glob(str(DATA / pattern))):
             own = Path(raster).with_name(Path(raster).stem + "_buildings.geojson")
-            labels = own if own.exists() else DATA / PLACE_LABELS[place]
-            split[Path(raster).stem] = ([str(Path(raster).relative_to(DATA))], str(labels.relative_to(DATA)))
+            label_file = own if "*" in labels else DATA / labels
+            split[Path(raster).stem] = ([str(Path(raster).relative_to(DATA))], str(label_file.relative_to(DATA)))
     return split
 
 
 def _assign_rules(hold_out: str | None = None) -> list[str]:
     """--assign rules: the test and validation rasters, plus every raster of a held-out place as test."""
-    rules = [f"*{pattern}=test" for pattern in PLACE_FOLDERS[hold_out]] if hold_out else []
+    rules = [f"*{pattern}=test" for pattern, _ in PLACES[hold_out]] if hold_out else []
     for split, places in (("test", TEST), ("val", VAL)):
         for place, (patterns, _) in places.items():
             if place != hold_out:
@@ -198,7 +200,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare")
     prep.add_argument("--out", type=Path, default=REPO / "data" / "default")
-    prep.add_argument("--hold-out", choices=sorted(PLACE_FOLDERS), help="put every raster of this place in test")
+    prep.add_argument("--hold-out", choices=sorted(PLACES), help="put every raster of this place in test")
     train = sub.add_parser("train", help="any further options go to `trainer train`")
     train.add_argument("--data", type=Path, default=REPO / "data" / "default")
     export = sub.add_parser("export")
@@ -209,8 +211,8 @@ def main() -> int:
     rep = sub.add_parser("report")
     rep.add_argument("--weights")
     rep.add_argument("--split", choices=["test", "val"], default="test")
-    rep.add_argument("--held-out", choices=sorted(PLACE_FOLDERS),
-                     help="score every raster of this place (for a model trained with prepare --hold-out)")
+    rep.add_argument("--held-out", choices=sorted(PLACES),
+                     help="score every fully labelled raster of this place (for a model trained with prepare --hold-out)")
     rep.add_argument("--ablations", action="store_true")
     rep.add_argument("--json", type=Path, help="also write the numbers here")
     rep.add_argument("--variants", action="store_true", help="8/16-bit, EPSG:4326/3857/UTM, 0.1-0.6 m")
