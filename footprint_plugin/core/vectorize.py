@@ -270,24 +270,25 @@ class StripVectorizer:
         self._top = keep_from
         return buildings
 
-    def _emit_mask(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray) -> np.ndarray:
-        """Pixels to emit now: instances of emitted regions, in this block's columns, not claimed yet."""
-        mask = emit_region[regions] & (instances > 0)
-        first, owned_end = self.owned_columns
-        mask[:, :first] = False
+    def _emit_mask(self, candidates: np.ndarray) -> np.ndarray:
+        """Of the instance pixels of emitted regions: those in this block's columns not claimed yet."""
+        if not self._in_blocks:
+            return candidates
+        mask = candidates.copy()
+        mask[:, : self.owned_columns[0]] = False
         mask[:, self.emit_end :] = False
-        rows = len(mask)
         if self.claimed is not None:
             start = self.claimed.column_start - self.column_offset
             stop = self.claimed.column_end - self.column_offset
-            mask[:, start:stop] &= ~self.claimed.get(self._top, rows)
+            mask[:, start:stop] &= ~self.claimed.get(self._top, len(mask))
         if self.claims is not None:
             start = self.claims.column_start - self.column_offset
             self.claims.mark(self._top, mask[:, start : self.claims.column_end - self.column_offset])
         return mask
 
     def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray) -> list[Building]:
-        emit_mask = self._emit_mask(instances, regions, emit_region)
+        candidates = emit_region[regions] & (instances > 0)
+        emit_mask = self._emit_mask(candidates)
         if not emit_mask.any():
             return []
         emitted = instances[emit_mask]
@@ -296,9 +297,8 @@ class StripVectorizer:
         # Instances cut by a block edge or partly emitted by the block on the left may fall apart
         # into pieces: all of them are kept; otherwise stray specks of an instance are dropped.
         partial = np.zeros(len(pixels), bool)
-        if self._in_blocks:
-            whole = np.bincount(instances[emit_region[regions] & (instances > 0)], minlength=len(pixels))
-            partial = pixels < whole[: len(pixels)]
+        if emit_mask is not candidates:
+            partial = pixels < np.bincount(instances[candidates], minlength=len(pixels))[: len(pixels)]
         parts: dict[int, list[Polygon]] = {}
         for geom, value in shapes(instances, mask=emit_mask, connectivity=4):
             polygon = shape(geom)
