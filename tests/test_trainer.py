@@ -151,6 +151,14 @@ def test_prepare_train_export_predict_evaluate(tmp_path, capsys):
     model, card = load_weights(weights)
     assert card.name == "e2e" and card.model_args["base_filters"] == 4 and card.tile_size == 32
     assert card.normalization["mean"] == manifest["band_stats"]["mean"] and "validation" in card.metrics
+    half = tmp_path / "model16.safetensors"
+    assert main(["export", "--checkpoint", str(run / "best.pt"), "--output", str(half), "--float16"]) == 0
+    model16, _ = load_weights(half)
+    assert half.stat().st_size < 0.6 * weights.stat().st_size
+    assert all(t.dtype in (torch.float32, torch.int64) for t in model16.state_dict().values())
+    sample = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model16(sample), model(sample), atol=0.02, rtol=0.02)
     test_image = next(i["path"] for i in manifest["images"] if i["split"] == "test")
     predicted = tmp_path / "pred.gpkg"
     assert main(["predict", "--input", test_image, "--output", str(predicted), "--weights", str(weights),

@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="JSON file with extra metrics to record (e.g. from `evaluate --json`)")
     parser.add_argument("--mask-threshold", type=float, default=0.5)
     parser.add_argument("--seed-threshold", type=float, default=0.5)
+    parser.add_argument("--float16", action="store_true",
+                        help="store the tensors as float16 (half the size; they are computed in float32 again on load)")
 
 
 def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise FootprintError(f"Checkpoint {args.checkpoint} was not written by `python -m trainer train`.")
     model = UNet(UNetConfig.from_dict(state["model_args"]))
     model.load_state_dict(state["model"])
+    if args.float16:
+        model = model.half()
     card = card_from_checkpoint(state, args)
     save_weights(args.output, model, card)
     size_mb = Path(args.output).stat().st_size / 1e6
