@@ -216,6 +216,8 @@ def main() -> int:
     rep.add_argument("--ablations", action="store_true")
     rep.add_argument("--json", type=Path, help="also write the numbers here")
     rep.add_argument("--variants", action="store_true", help="8/16-bit, EPSG:4326/3857/UTM, 0.1-0.6 m")
+    rep.add_argument("--seed-threshold", type=float, help="instead of the model card's")
+    rep.add_argument("--mask-threshold", type=float, help="instead of the model card's")
     args, extra = parser.parse_known_args()
     if extra and args.command not in ("train", "export"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -243,17 +245,18 @@ def main() -> int:
         print(f"best on validation: --seed-threshold {seed} --mask-threshold {mask} (F1 {f1:.3f})")
         return 0
     split = held_out_split(args.held_out) if args.held_out else TEST if args.split == "test" else VAL
-    configs = {"default (3-class, simplify, min 5 m2)": ExtractionParameters(weights=args.weights)}
+    base = {"weights": args.weights, "seed_threshold": args.seed_threshold, "mask_threshold": args.mask_threshold}
+    configs = {"default (3-class, simplify, min 5 m2)": ExtractionParameters(**base)}
     if args.ablations:
         from footprint_plugin.core.inference import TilingOptions
 
         configs.update({
-            "binary mask (border class ignored)": ExtractionParameters(weights=args.weights, instances="binary"),
-            "regularise none": ExtractionParameters(weights=args.weights, regularize="none"),
-            "regularise orthogonal": ExtractionParameters(weights=args.weights, regularize="orthogonal"),
-            "min area 2 m2": ExtractionParameters(weights=args.weights, min_area_m2=2.0),
-            "min area 15 m2": ExtractionParameters(weights=args.weights, min_area_m2=15.0),
-            "test-time flips": ExtractionParameters(weights=args.weights, tiling=TilingOptions(flip_tta=True)),
+            "binary mask (border class ignored)": ExtractionParameters(**base, instances="binary"),
+            "regularise none": ExtractionParameters(**base, regularize="none"),
+            "regularise orthogonal": ExtractionParameters(**base, regularize="orthogonal"),
+            "min area 2 m2": ExtractionParameters(**base, min_area_m2=2.0),
+            "min area 15 m2": ExtractionParameters(**base, min_area_m2=15.0),
+            "test-time flips": ExtractionParameters(**base, tiling=TilingOptions(flip_tta=True)),
         })
     everything = {}
     if args.variants:
@@ -267,7 +270,7 @@ def main() -> int:
             raster = Path(glob.glob(str(DATA / patterns[0]))[0])
             cells = []
             for name, path in make_variants(raster, Path(tempfile.mkdtemp())).items():
-                one = score_raster(str(path), str(DATA / labels), ExtractionParameters(weights=args.weights), 5.0, model)
+                one = score_raster(str(path), str(DATA / labels), ExtractionParameters(**base), 5.0, model)
                 cells.append(f"{name}: {one.f1:.3f}/{one.pixel_iou:.3f}")
                 everything.setdefault("variants", {}).setdefault(place, {})[name] = {
                     "f1": round(one.f1, 4), "pixel_iou": round(one.pixel_iou, 4)}

@@ -8,20 +8,21 @@ from pathlib import Path
 
 from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.model import UNet, UNetConfig
-from footprint_plugin.core.weights import ModelCard, default_normalization, save_weights
+from footprint_plugin.core.weights import ModelCard, default_normalization, load_weights, save_weights
 
 from .train import load_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="best.pt or last.pt written by `train`")
+    parser.add_argument("--checkpoint", required=True,
+                        help="best.pt or last.pt written by `train`, or a weights file to re-export with a new card")
     parser.add_argument("--output", required=True, help="weights file to write (.safetensors)")
     parser.add_argument("--name", default="custom", help="model name shown in the plugin")
     parser.add_argument("--description", default="", help="free text for the model card")
     parser.add_argument("--tile-size", type=int, help="inference tile size (default: the training crop size)")
     parser.add_argument("--metrics", help="JSON file with extra metrics to record (e.g. from `evaluate --json`)")
-    parser.add_argument("--mask-threshold", type=float, default=0.5)
-    parser.add_argument("--seed-threshold", type=float, default=0.5)
+    parser.add_argument("--mask-threshold", type=float, help="building probability threshold (default 0.5)")
+    parser.add_argument("--seed-threshold", type=float, help="interior seed threshold (default 0.5)")
     parser.add_argument("--float16", action="store_true",
                         help="store the tensors as float16 (half the size; they are computed in float32 again on load)")
 
@@ -48,7 +49,7 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
         resolution_m=resolution,
         resolution_range_m=[round(resolution / 3, 3), round(resolution * 3, 3)],
         tile_size=int(args.tile_size or train_args.get("crop_size", 256)),
-        postprocess={"mask_threshold": args.mask_threshold, "seed_threshold": args.seed_threshold},
+        postprocess={"mask_threshold": args.mask_threshold or 0.5, "seed_threshold": args.seed_threshold or 0.5},
         training_data={"splits": manifest.get("splits", {}), "border_width_px": manifest.get("border_width_px"),
                        "train_args": {k: v for k, v in train_args.items() if isinstance(v, (int, float, str, bool))}},
         metrics=metrics,
@@ -58,15 +59,35 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
 def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).is_file():
         raise FootprintError(f"Checkpoint {args.checkpoint}: file not found.")
-    state = load_checkpoint(args.checkpoint)
-    if "model" not in state or "model_args" not in state:
-        raise FootprintError(f"Checkpoint {args.checkpoint} was not written by `python -m trainer train`.")
-    model = UNet(UNetConfig.from_dict(state["model_args"]))
-    model.load_state_dict(state["model"])
+    if args.checkpoint.endswith(".safetensors"):
+        model, card = _reexport(args)
+    else:
+        state = load_checkpoint(args.checkpoint)
+        if "model" not in state or "model_args" not in state:
+            raise FootprintError(f"Checkpoint {args.checkpoint} was not written by `python -m trainer train`.")
+        model = UNet(UNetConfig.from_dict(state["model_args"]))
+        model.load_state_dict(state["model"])
+        card = card_from_checkpoint(state, args)
     if args.float16:
         model = model.half()
-    card = card_from_checkpoint(state, args)
     save_weights(args.output, model, card)
     size_mb = Path(args.output).stat().st_size / 1e6
     print(f"wrote {args.output} ({size_mb:.1f} MB, {card.name}, {card.resolution_m} m, bands {','.join(card.input_bands)})")
     return 0
+
+
+def _reexport(args: argparse.Namespace) -> tuple[UNet, ModelCard]:
+    """A weights file with the card fields given on the command line replaced (name, thresholds, tile, metrics)."""
+    model, card = load_weights(args.checkpoint)
+    if args.name != "custom":
+        card.name = args.name
+    if args.description:
+        card.description = args.description
+    if args.tile_size:
+        card.tile_size = args.tile_size
+    for key in ("mask_threshold", "seed_threshold"):
+        if getattr(args, key) is not None:
+            card.postprocess[key] = getattr(args, key)
+    if args.metrics:
+        card.metrics["evaluation"] = json.loads(Path(args.metrics).read_text())
+    return model, card
