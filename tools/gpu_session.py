@@ -24,7 +24,6 @@ import math
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,8 +238,6 @@ def measure_end_to_end(device: str, raster: Path, smoke: bool) -> list[dict]:
     import numpy as np
     import torch
 
-    # footprint_plugin.core.output needs GDAL's Python bindings, which this machine lacks; nothing here writes.
-    sys.modules.setdefault("osgeo", types.SimpleNamespace(ogr=None, osr=None))
     from footprint_plugin.core.extract import ExtractionParameters, extract_buildings, load_model
     from footprint_plugin.core.inference import Predictor, TilingOptions, tile_starts
     from footprint_plugin.core.readers import RasterioReader

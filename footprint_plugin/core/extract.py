@@ -24,7 +24,6 @@ from .inference import (
     tile_starts,
 )
 from .model import UNet
-from .output import GeoPackageWriter
 from .readers import WindowReader, clip_to_extent, resolve_band_mapping
 from .vectorize import Building, ClaimMask, StripVectorizer, VectorizeOptions
 from .weights import ModelCard, load_weights
@@ -168,6 +167,8 @@ def extract_to_geopackage(
     warn: Callable[[str], None] | None = None,
 ) -> ExtractionResult:
     """:func:`extract_buildings` streaming into layer ``buildings`` of ``output``, written atomically."""
+    from .output import GeoPackageWriter  # GDAL's Python bindings: only needed to write a GeoPackage
+
     started = time.perf_counter()
     with GeoPackageWriter(output, reader.crs_wkt) as writer:
         result = extract_buildings(reader, parameters, progress, cancelled, warn, sink=writer.add)
