@@ -49,7 +49,8 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
         resolution_m=resolution,
         resolution_range_m=[round(resolution / 3, 3), round(resolution * 3, 3)],
         tile_size=int(args.tile_size or train_args.get("crop_size", 256)),
-        postprocess={"mask_threshold": args.mask_threshold or 0.5, "seed_threshold": args.seed_threshold or 0.5},
+        postprocess={key: 0.5 if getattr(args, key) is None else getattr(args, key)
+                     for key in ("mask_threshold", "seed_threshold")},
         training_data={"splits": manifest.get("splits", {}), "border_width_px": manifest.get("border_width_px"),
                        "train_args": {k: v for k, v in train_args.items() if isinstance(v, (int, float, str, bool))}},
         metrics=metrics,
