@@ -43,18 +43,27 @@ def test_blocker_really_blocks():
 
 WITHOUT_GDAL_BINDINGS = """
 import importlib.abc, sys
+attempts = []
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] == 'osgeo':
+            attempts.append(name)
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
 from trainer.cli import build_parser
 build_parser()  # imports every trainer command
-from footprint_plugin.core.extract import ExtractionParameters, extract_buildings
+from footprint_plugin.core.errors import FootprintError
+from footprint_plugin.core.extract import ExtractionParameters, extract_buildings, extract_to_geopackage
 from footprint_plugin.core.readers import RasterioReader
 with RasterioReader('resources/sample/philippines_c1.tif') as reader:
     result = extract_buildings(reader, ExtractionParameters())
-assert 'osgeo' not in sys.modules
+    assert not attempts, attempts  # nothing so far even tried to import osgeo
+    try:
+        extract_to_geopackage(reader, '/tmp/never.gpkg', ExtractionParameters())
+    except FootprintError as exc:
+        assert 'python3-gdal' in str(exc), exc
+    else:
+        raise AssertionError('GeoPackage written without osgeo')
 print(result.count)
 """
 

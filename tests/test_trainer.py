@@ -162,12 +162,15 @@ def test_prepare_train_export_predict_evaluate(tmp_path, capsys):
     # A weights file re-exported with new thresholds keeps its tensors and the rest of its card.
     renamed = tmp_path / "renamed.safetensors"
     assert main(["export", "--checkpoint", str(half), "--output", str(renamed), "--name", "tuned",
-                 "--seed-threshold", "0.7", "--float16"]) == 0
+                 "--seed-threshold", "0.7"]) == 0  # stays float16 without --float16
     model_renamed, card_renamed = load_weights(renamed)
     assert card_renamed.name == "tuned" and card_renamed.postprocess == {"seed_threshold": 0.7, "mask_threshold": 0.5}
     assert card_renamed.normalization == card.normalization
     for name, tensor in model16.state_dict().items():
         assert torch.equal(tensor, model_renamed.state_dict()[name]), name
+    assert renamed.stat().st_size < 0.6 * weights.stat().st_size
+    assert main(["export", "--checkpoint", str(half), "--output", str(tmp_path / "bad.safetensors"),
+                 "--mask-threshold", "1.5"]) == 2 and not (tmp_path / "bad.safetensors").exists()
     test_image = next(i["path"] for i in manifest["images"] if i["split"] == "test")
     predicted = tmp_path / "pred.gpkg"
     assert main(["predict", "--input", test_image, "--output", str(predicted), "--weights", str(weights),

@@ -109,6 +109,21 @@ def test_missing_file_and_newer_format(tmp_path):
         card.validate()
 
 
+@pytest.mark.parametrize("threshold", [1.5, 0, -0.2, "high"])
+def test_out_of_range_thresholds_in_the_card_are_refused(tmp_path, threshold):
+    path = tiny_unet_weights(tmp_path / "w.safetensors")
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    card = json.loads(header["__metadata__"]["model_card"])
+    card["postprocess"]["mask_threshold"] = threshold
+    header["__metadata__"]["model_card"] = json.dumps(card)
+    new_header = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(new_header)) + new_header + raw[8 + length :])
+    with pytest.raises(FootprintError, match="no valid model card"):
+        load_weights(path)
+
+
 def test_header_length_starting_with_pickle_byte_still_loads(tmp_path):
     # A header of 0x..80 bytes begins with the byte that also starts a pickle: it must still load.
     path = tiny_unet_weights(tmp_path / "w.safetensors")

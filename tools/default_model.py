@@ -246,6 +246,12 @@ def main() -> int:
         return 0
     split = held_out_split(args.held_out) if args.held_out else TEST if args.split == "test" else VAL
     base = {"weights": args.weights, "seed_threshold": args.seed_threshold, "mask_threshold": args.mask_threshold}
+    from footprint_plugin.core.extract import load_model
+
+    card = load_model(args.weights)[1]
+    used = {key: card.postprocess.get(key, 0.5) if base[key] is None else base[key]
+            for key in ("seed_threshold", "mask_threshold")}
+    print(f"weights {card.name}: seed threshold {used['seed_threshold']}, mask threshold {used['mask_threshold']}")
     configs = {"default (3-class, simplify, min 5 m2)": ExtractionParameters(**base)}
     if args.ablations:
         from footprint_plugin.core.inference import TilingOptions
@@ -258,13 +264,11 @@ def main() -> int:
             "min area 15 m2": ExtractionParameters(**base, min_area_m2=15.0),
             "test-time flips": ExtractionParameters(**base, tiling=TilingOptions(flip_tta=True)),
         })
-    everything = {}
+    everything: dict = {"weights": card.name, **used}
     if args.variants:
         import tempfile
 
         print("\nSame raster, other encodings, CRS and ground resolutions (F1 / pixel IoU):")
-        from footprint_plugin.core.extract import load_model
-
         model = load_model(args.weights)
         for place, (patterns, labels) in VARIANT_RASTERS.items():
             raster = Path(glob.glob(str(DATA / patterns[0]))[0])

@@ -5,8 +5,8 @@
 Everything must fit one command of a few minutes, so the script
 1. starts the training runs of ``RUNS`` side by side on the one GPU for a short calibration
    (two epochs each), reads their chips/s and sizes each run's epochs to the time that is left,
-2. trains them to the end of their learning-rate schedule (``--max-minutes`` and a watchdog
-   stop a run that would overrun; checkpoints are written atomically every epoch),
+2. trains them to the end of their learning-rate schedule (unless ``--max-minutes`` or the watchdog
+   stops a run that would overrun; checkpoints are written atomically every epoch),
 3. measures the GPU: model-only inference and synthetic training steps with AMP on and off,
    and an end-to-end extraction of a 4096 px mosaic of a real sample raster,
 4. exports each run's best (and last) checkpoint as a float16 weights file into OUT.
@@ -23,6 +23,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ RUNS = {  # name -> (train arguments, chips per epoch)
     "w16": (["--width", "16", "--batch-size", "16", "--lr", "1e-3", "--seed", "0"], 4000),
     "w32b32": (["--width", "32", "--batch-size", "32", "--lr", "2e-3", "--scale-jitter", "0.3", "--seed", "1"], 4000),
 }
-KEEP_LAST = ("w32", "w16")  # runs whose last.pt also comes back (OUT holds at most 8 files)
+KEEP_LAST = ("w32", "w16")  # runs whose last.pt also comes back
+OUT_FILES = 3  # session.log, measure.json, metrics.jsonl
+assert OUT_FILES + len(RUNS) + len(KEEP_LAST) <= 8, "the device tool brings back at most 8 files"
 MEASURE_SECONDS = 75  # kept free at the end for the speed figures and the exports
 
 
@@ -71,21 +74,27 @@ def read_metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def wait_all(processes: dict[str, subprocess.Popen], stop_at: float, log: Log) -> dict[str, int]:
-    codes = {}
-    while len(codes) < len(processes):
+def wait_all(processes: dict[str, subprocess.Popen], stop_at: float, log: Log) -> dict[str, tuple[int, float]]:
+    """Exit code and finishing time (monotonic) of each process; those still running at ``stop_at`` are stopped."""
+    done: dict[str, tuple[int, float]] = {}
+    while len(done) < len(processes):
         for name, process in processes.items():
-            if name not in codes and process.poll() is not None:
-                codes[name] = process.returncode
+            if name not in done and process.poll() is not None:
+                done[name] = (process.returncode, time.monotonic())
         if time.monotonic() > stop_at:
-            for name, process in processes.items():
-                if name not in codes:
-                    log(f"{name}: still running at the deadline, stopped (its last epoch's checkpoints stay)")
-                    process.terminate()
-                    process.wait(30)
-                    codes[name] = process.returncode
-        time.sleep(1)
-    return codes
+            late = [name for name in processes if name not in done]
+            for name in late:
+                log(f"{name}: still running at the deadline, stopped (its last epoch's checkpoints stay)")
+                processes[name].terminate()
+            for name in late:
+                try:
+                    processes[name].wait(10)
+                except subprocess.TimeoutExpired:
+                    processes[name].kill()
+                    processes[name].wait()
+                done[name] = (processes[name].returncode, time.monotonic())
+        time.sleep(0.5)
+    return done
 
 
 def train_runs(args: argparse.Namespace, work: Path, deadline: float, log: Log) -> dict:
@@ -97,7 +106,7 @@ def train_runs(args: argparse.Namespace, work: Path, deadline: float, log: Log) 
                                     calibration_steps, None, args.smoke)
     codes = wait_all(processes, deadline - MEASURE_SECONDS, log)
     rates = {}
-    for name, code in codes.items():
+    for name, (code, _) in codes.items():
         records = read_metrics(work / "calibration" / name)
         if code != 0 or not records:
             tail = (work / "calibration" / f"{name}.out").read_text()[-1500:]
@@ -120,10 +129,10 @@ def train_runs(args: argparse.Namespace, work: Path, deadline: float, log: Log) 
         log(f"{name}: {epochs} epochs x {steps} steps: {' '.join(command[1:])}")
     started = time.monotonic()
     codes = wait_all(processes, deadline - MEASURE_SECONDS + 10, log)
-    for name, code in codes.items():
+    for name, (code, finished) in codes.items():
         records = read_metrics(work / name)
         best = max(records, key=lambda r: r.get("val_f1", -1)) if records else {}
-        plan[name].update({"exit": code, "epochs_done": len(records), "minutes": round((time.monotonic() - started) / 60, 2),
+        plan[name].update({"exit": code, "epochs_done": len(records), "minutes": round((finished - started) / 60, 2),
                            "best_epoch": best.get("epoch"), "best_val_f1": best.get("val_f1"),
                            "mean_chips_per_s": round(sum(r["chips_per_s"] for r in records) / max(1, len(records)), 1)})
         log(f"{name}: exit {code}, {len(records)} epochs, best epoch {best.get('epoch')} val F1 {best.get('val_f1')}")
@@ -256,6 +265,7 @@ def measure_end_to_end(device: str, raster: Path, smoke: bool) -> list[dict]:
         with RasterioReader(raster) as reader:
             result = extract_buildings(reader, ExtractionParameters(device=device, tiling=TilingOptions(amp=amp)),
                                        model=model, sink=sink)
+        gpu_peak_mb = round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None
         grid, tile = result.grid, result.card.tile_size
         stride = tile - tile // 4
         tiles = len(tile_starts(grid.width, tile, stride)) * len(tile_starts(grid.height, tile, stride))
@@ -273,7 +283,7 @@ def measure_end_to_end(device: str, raster: Path, smoke: bool) -> list[dict]:
                      "seconds": round(result.seconds, 2), "e2e_mpx_per_s": round(mpx / result.seconds, 2),
                      "model_mpx_per_s": round(mpx / model_seconds, 2),
                      "e2e_vs_model": round(model_seconds / result.seconds, 3),
-                     "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None})
+                     "gpu_peak_mb": gpu_peak_mb})
     return rows
 
 
@@ -284,8 +294,11 @@ def export_weights(work: Path, out: Path, plan: dict, log: Log) -> None:
         for kind in ("best", "last") if name in KEEP_LAST else ("best",):
             checkpoint = work / name / f"{kind}.pt"
             if checkpoint.is_file():
-                code = trainer_main(["export", "--checkpoint", str(checkpoint), "--float16", "--name", f"gpu-{name}-{kind}",
-                                     "--output", str(out / f"{name}_{kind}.safetensors")])
+                try:
+                    code = trainer_main(["export", "--checkpoint", str(checkpoint), "--float16",
+                                         "--name", f"gpu-{name}-{kind}", "--output", str(out / f"{name}_{kind}.safetensors")])
+                except Exception as exc:  # one broken checkpoint must not cost the others
+                    code = f"{type(exc).__name__}: {exc}"
                 log(f"export {name} {kind}: exit {code}")
 
 
@@ -293,15 +306,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/default")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--work", default="/tmp/gpu_session")
+    parser.add_argument("--work", help="scratch folder for checkpoints (default: a new temporary folder)")
     parser.add_argument("--minutes", type=float, default=8.5, help="the whole script's time, measurements included")
     parser.add_argument("--smoke", action="store_true", help="tiny settings on the CPU, to check the script")
     args = parser.parse_args(argv)
     started = time.monotonic()
     deadline = started + args.minutes * 60
-    out, work = Path(args.out), Path(args.work)
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()):
+        parser.error(f"--out {out} is not empty; give a new folder (at most 8 files come back from the device)")
     out.mkdir(parents=True, exist_ok=True)
-    (work / "calibration").mkdir(parents=True, exist_ok=True)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu_session-"))
+    if (work / "calibration").exists() or any((work / name).exists() for name in RUNS):
+        parser.error(f"--work {work} holds an earlier session's runs; give a new folder")
+    (work / "calibration").mkdir(parents=True)
     log = Log(out / "session.log")
     results: dict = {"facts": gpu_facts()}
     log(f"facts: {results['facts']}")

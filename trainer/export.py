@@ -6,9 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.model import UNet, UNetConfig
-from footprint_plugin.core.weights import ModelCard, default_normalization, load_weights, save_weights
+from footprint_plugin.core.weights import ModelCard, default_normalization, load_weights, read_weights_file, save_weights
 
 from .train import load_checkpoint
 
@@ -17,14 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="best.pt or last.pt written by `train`, or a weights file to re-export with a new card")
     parser.add_argument("--output", required=True, help="weights file to write (.safetensors)")
-    parser.add_argument("--name", default="custom", help="model name shown in the plugin")
-    parser.add_argument("--description", default="", help="free text for the model card")
+    parser.add_argument("--name", help="model name shown in the plugin (default: custom, or the weights file's)")
+    parser.add_argument("--description", help="free text for the model card")
     parser.add_argument("--tile-size", type=int, help="inference tile size (default: the training crop size)")
     parser.add_argument("--metrics", help="JSON file with extra metrics to record (e.g. from `evaluate --json`)")
     parser.add_argument("--mask-threshold", type=float, help="building probability threshold (default 0.5)")
     parser.add_argument("--seed-threshold", type=float, help="interior seed threshold (default 0.5)")
     parser.add_argument("--float16", action="store_true",
-                        help="store the tensors as float16 (half the size; they are computed in float32 again on load)")
+                        help="store the tensors as float16 (half the size; they are computed in float32 again on "
+                             "load); a float16 weights file stays float16 when re-exported")
 
 
 def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
@@ -42,8 +45,8 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
     if args.metrics:
         metrics["evaluation"] = json.loads(Path(args.metrics).read_text())
     return ModelCard(
-        name=args.name,
-        description=args.description,
+        name=args.name or "custom",
+        description=args.description or "",
         input_bands=bands,
         normalization=normalization,
         resolution_m=resolution,
@@ -60,7 +63,11 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
 def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).is_file():
         raise FootprintError(f"Checkpoint {args.checkpoint}: file not found.")
-    if args.checkpoint.endswith(".safetensors"):
+    for key in ("mask_threshold", "seed_threshold"):
+        value = getattr(args, key)
+        if value is not None and not 0 < value < 1:
+            raise FootprintError(f"--{key.replace('_', '-')} {value}: a threshold must lie between 0 and 1.")
+    if args.checkpoint.lower().endswith(".safetensors"):
         model, card = _reexport(args)
     else:
         state = load_checkpoint(args.checkpoint)
@@ -80,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
 def _reexport(args: argparse.Namespace) -> tuple[UNet, ModelCard]:
     """A weights file with the card fields given on the command line replaced (name, thresholds, tile, metrics)."""
     model, card = load_weights(args.checkpoint)
-    if args.name != "custom":
+    if any(tensor.dtype == torch.float16 for tensor in read_weights_file(args.checkpoint)[1].values()):
+        args.float16 = True  # keep the file's storage type
+    if args.name is not None:
         card.name = args.name
-    if args.description:
+    if args.description is not None:
         card.description = args.description
     if args.tile_size:
         card.tile_size = args.tile_size

@@ -109,8 +109,10 @@ def extract_buildings(
     predictor = Predictor(unet, card, parameters.device, amp=parameters.tiling.amp, backend=parameters.tiling.backend)
     post = card.postprocess
     options = VectorizeOptions(
-        mask_threshold=parameters.mask_threshold or float(post.get("mask_threshold", 0.5)),
-        seed_threshold=parameters.seed_threshold or float(post.get("seed_threshold", 0.5)),
+        mask_threshold=float(post.get("mask_threshold", 0.5)) if parameters.mask_threshold is None
+        else parameters.mask_threshold,
+        seed_threshold=float(post.get("seed_threshold", 0.5)) if parameters.seed_threshold is None
+        else parameters.seed_threshold,
         min_area_m2=parameters.min_area_m2,
         regularize=parameters.regularize,
         instances=parameters.instances,
@@ -167,7 +169,13 @@ def extract_to_geopackage(
     warn: Callable[[str], None] | None = None,
 ) -> ExtractionResult:
     """:func:`extract_buildings` streaming into layer ``buildings`` of ``output``, written atomically."""
-    from .output import GeoPackageWriter  # GDAL's Python bindings: only needed to write a GeoPackage
+    try:
+        from .output import GeoPackageWriter  # GDAL's Python bindings: only needed to write a GeoPackage
+    except ImportError as exc:
+        raise FootprintError(
+            f"Writing a GeoPackage needs GDAL's Python bindings (osgeo), which this Python lacks ({exc}); "
+            "install them (Debian: apt-get install python3-gdal) or use extract_buildings() without a file."
+        ) from None
 
     started = time.perf_counter()
     with GeoPackageWriter(output, reader.crs_wkt) as writer:

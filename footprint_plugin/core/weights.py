@@ -97,6 +97,9 @@ class ModelCard:
             raise ValueError(
                 f"{len(self.input_bands)} input bands listed for a network with {config.in_channels} inputs"
             )
+        for key in ("mask_threshold", "seed_threshold"):
+            if key in self.postprocess and not 0 < float(self.postprocess[key]) < 1:
+                raise ValueError(f"postprocess {key} must lie between 0 and 1")
         if len(self.classes) != config.num_classes or config.num_classes != 3:
             raise ValueError("the network must have 3 classes: background, interior, border")
         norm = self.normalization
