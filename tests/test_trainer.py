@@ -171,6 +171,8 @@ def test_prepare_train_export_predict_evaluate(tmp_path, capsys):
     assert renamed.stat().st_size < 0.6 * weights.stat().st_size
     assert main(["export", "--checkpoint", str(half), "--output", str(tmp_path / "bad.safetensors"),
                  "--mask-threshold", "1.5"]) == 2 and not (tmp_path / "bad.safetensors").exists()
+    assert main(["export", "--checkpoint", str(half), "--output", str(tmp_path / "bad.safetensors"),
+                 "--tile-size", "30"]) == 2 and not (tmp_path / "bad.safetensors").exists()
     test_image = next(i["path"] for i in manifest["images"] if i["split"] == "test")
     predicted = tmp_path / "pred.gpkg"
     assert main(["predict", "--input", test_image, "--output", str(predicted), "--weights", str(weights),

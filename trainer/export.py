@@ -10,7 +10,13 @@ import torch
 
 from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.model import UNet, UNetConfig
-from footprint_plugin.core.weights import ModelCard, default_normalization, load_weights, read_weights_file, save_weights
+from footprint_plugin.core.weights import (
+    ModelCard,
+    default_normalization,
+    model_from_tensors,
+    read_weights_file,
+    save_weights,
+)
 
 from .train import load_checkpoint
 
@@ -63,10 +69,6 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
 def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).is_file():
         raise FootprintError(f"Checkpoint {args.checkpoint}: file not found.")
-    for key in ("mask_threshold", "seed_threshold"):
-        value = getattr(args, key)
-        if value is not None and not 0 < value < 1:
-            raise FootprintError(f"--{key.replace('_', '-')} {value}: a threshold must lie between 0 and 1.")
     if args.checkpoint.lower().endswith(".safetensors"):
         model, card = _reexport(args)
     else:
@@ -78,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
         card = card_from_checkpoint(state, args)
     if args.float16:
         model = model.half()
-    save_weights(args.output, model, card)
+    try:
+        save_weights(args.output, model, card)  # validates the card before writing anything
+    except ValueError as exc:
+        raise FootprintError(f"Cannot export {args.checkpoint}: {exc}.") from None
     size_mb = Path(args.output).stat().st_size / 1e6
     print(f"wrote {args.output} ({size_mb:.1f} MB, {card.name}, {card.resolution_m} m, bands {','.join(card.input_bands)})")
     return 0
@@ -86,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _reexport(args: argparse.Namespace) -> tuple[UNet, ModelCard]:
     """A weights file with the card fields given on the command line replaced (name, thresholds, tile, metrics)."""
-    model, card = load_weights(args.checkpoint)
-    if any(tensor.dtype == torch.float16 for tensor in read_weights_file(args.checkpoint)[1].values()):
+    card, tensors = read_weights_file(args.checkpoint)
+    if any(tensor.dtype == torch.float16 for tensor in tensors.values()):
         args.float16 = True  # keep the file's storage type
+    model = model_from_tensors(card, tensors, args.checkpoint)
     if args.name is not None:
         card.name = args.name
     if args.description is not None:

@@ -203,6 +203,11 @@ def read_weights_file(path: str | os.PathLike[str]) -> tuple[ModelCard, dict[str
 def load_weights(path: str | os.PathLike[str]) -> tuple[UNet, ModelCard]:
     """Build the network described in the file's card and load its tensors (eval mode)."""
     card, tensors = read_weights_file(path)
+    return model_from_tensors(card, tensors, path), card
+
+
+def model_from_tensors(card: ModelCard, tensors: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> UNet:
+    """The card's network with ``tensors`` (from :func:`read_weights_file` of ``path``) loaded, in eval mode."""
     model = UNet(card.config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -223,4 +228,4 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[UNet, ModelCard]:
             raise _fail(Path(path), f"tensor {name!r} holds NaN or infinite values")
     model.load_state_dict(tensors)
     model.eval()
-    return model, card
+    return model
