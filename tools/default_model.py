@@ -137,10 +137,8 @@ def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model
                       float(((truth_mask > 0) | (pred_mask > 0)).sum()))
 
 
-def report(weights: str | None, split: dict, parameters, min_area_m2: float = 5.0) -> dict[str, PlaceScore]:
-    from footprint_plugin.core.extract import load_model
-
-    model = load_model(weights)
+def report(model, split: dict, parameters, min_area_m2: float = 5.0) -> dict[str, PlaceScore]:
+    """Scores per place of ``split`` (and pooled) for ``model`` = ``load_model(weights)``."""
     scores: dict[str, PlaceScore] = {}
     for place, (patterns, labels) in split.items():
         total = PlaceScore()
@@ -230,13 +228,14 @@ def main() -> int:
     if args.command == "export":
         return trainer_main(["export", "--checkpoint", args.checkpoint, "--output", args.output, *extra])
 
-    from footprint_plugin.core.extract import ExtractionParameters
+    from footprint_plugin.core.extract import ExtractionParameters, load_model
 
+    model = load_model(args.weights)
     if args.command == "tune":
         results = []
         for seed in (0.5, 0.6, 0.7, 0.8, 0.9):
             for mask in (0.4, 0.5, 0.6):
-                pooled = report(args.weights, VAL, ExtractionParameters(weights=args.weights, seed_threshold=seed,
+                pooled = report(model, VAL, ExtractionParameters(weights=args.weights, seed_threshold=seed,
                                                                         mask_threshold=mask))["pooled"]
                 results.append((round(pooled.f1, 4), seed, mask))
                 print(f"  seed {seed} mask {mask}: validation F1 {pooled.f1:.3f} (pixel IoU {pooled.pixel_iou:.3f})",
@@ -246,9 +245,7 @@ def main() -> int:
         return 0
     split = held_out_split(args.held_out) if args.held_out else TEST if args.split == "test" else VAL
     base = {"weights": args.weights, "seed_threshold": args.seed_threshold, "mask_threshold": args.mask_threshold}
-    from footprint_plugin.core.extract import load_model
-
-    card = load_model(args.weights)[1]
+    card = model[1]
     used = {key: card.postprocess.get(key, 0.5) if base[key] is None else base[key]
             for key in ("seed_threshold", "mask_threshold")}
     print(f"weights {card.name}: seed threshold {used['seed_threshold']}, mask threshold {used['mask_threshold']}")
@@ -269,7 +266,6 @@ def main() -> int:
         import tempfile
 
         print("\nSame raster, other encodings, CRS and ground resolutions (F1 / pixel IoU):")
-        model = load_model(args.weights)
         for place, (patterns, labels) in VARIANT_RASTERS.items():
             raster = Path(glob.glob(str(DATA / patterns[0]))[0])
             cells = []
@@ -280,7 +276,7 @@ def main() -> int:
                     "f1": round(one.f1, 4), "pixel_iou": round(one.pixel_iou, 4)}
             print(f"  {place}: " + ", ".join(cells))
     for title, parameters in configs.items():
-        scores = report(args.weights, split, parameters)
+        scores = report(model, split, parameters)
         print_table(f"{f'held-out place {args.held_out}' if args.held_out else f'{args.split} split'}, {title}", scores)
         everything[title] = {place: {"f1": round(s.f1, 4), "tp": s.tp, "fp": s.fp, "fn": s.fn,
                                      "pixel_iou": round(s.pixel_iou, 4)} for place, s in scores.items()}
