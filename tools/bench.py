@@ -71,9 +71,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_forward(predictor, batch, repeats: int) -> float:
-    """Seconds per forward pass of ``batch`` (after one warm-up)."""
-    predictor.probabilities(batch)
+def time_forward(predictor, batch, repeats: int, warm_up: int = 1) -> float:
+    """Seconds per forward pass of ``batch`` (after ``warm_up`` passes)."""
+    for _ in range(warm_up):
+        predictor.probabilities(batch)
     started = time.perf_counter()
     for _ in range(repeats):
         predictor.probabilities(batch)

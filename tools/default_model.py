@@ -45,8 +45,7 @@ VAL = {
     "banepa": (["banepa/images/OAM-386694-22024[1234]-19.tif"], "banepa/buildings.geojson"),
     "dhaka": (["dhaka/images/OAM-393761-226416-19.tif"], "dhaka/buildings.geojson"),
 }
-PREPARE_SETTINGS = ["--resolution", "0.3", "--border-width", "2", "--chip-size", "256", "--split", "1,0,0",
-                    "--seed", "0"]
+PREPARE_SETTINGS = ["--chip-size", "256", "--split", "1,0,0", "--seed", "0"]
 
 
 def held_out_split(place: str) -> dict:
@@ -72,11 +71,12 @@ def _assign_rules(hold_out: str | None = None) -> list[str]:
     return [item for rule in rules for item in ("--assign", rule)]
 
 
-def prepare_argv(out: Path, hold_out: str | None = None) -> list[str]:
+def prepare_argv(out: Path, hold_out: str | None = None, resolution: float = 0.3, border_width: int = 2) -> list[str]:
     images = [str(DATA / p) for p in ALL_IMAGES]
     labels = sorted({f for p in ALL_LABELS for f in glob.glob(str(DATA / p))})
     return ["prepare", "--images", *images, "--labels", *labels, "--label-area",
-            str(DATA / "banepa_north" / "labelled_area.geojson"), *PREPARE_SETTINGS, *_assign_rules(hold_out),
+            str(DATA / "banepa_north" / "labelled_area.geojson"), "--resolution", str(resolution),
+            "--border-width", str(border_width), *PREPARE_SETTINGS, *_assign_rules(hold_out),
             "--out", str(out)]
 
 
@@ -199,6 +199,8 @@ def main() -> int:
     prep = sub.add_parser("prepare")
     prep.add_argument("--out", type=Path, default=REPO / "data" / "default")
     prep.add_argument("--hold-out", choices=sorted(PLACES), help="put every raster of this place in test")
+    prep.add_argument("--resolution", type=float, default=0.3, help="ground resolution of the chips, m (default 0.3)")
+    prep.add_argument("--border-width", type=int, default=2, help="border class width, px (default 2)")
     train = sub.add_parser("train", help="any further options go to `trainer train`")
     train.add_argument("--data", type=Path, default=REPO / "data" / "default")
     export = sub.add_parser("export")
@@ -222,7 +224,7 @@ def main() -> int:
     from trainer.cli import main as trainer_main
 
     if args.command == "prepare":
-        return trainer_main(prepare_argv(args.out, args.hold_out))
+        return trainer_main(prepare_argv(args.out, args.hold_out, args.resolution, args.border_width))
     if args.command == "train":
         return trainer_main(["train", "--data", str(args.data), *extra])
     if args.command == "export":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench import mosaic_vrt, time_forward  # noqa: E402  (tools/ is this script's folder)
 
 COMMON = ["--class-weights", "0.2,0.35,0.45", "--dice", "0.5", "--threads", "2", "--workers", "4"]
 RUNS = {  # name -> (train arguments, chips per epoch)
@@ -167,13 +167,7 @@ def measure_inference(device: str, smoke: bool) -> list[dict]:
             batch = np.random.default_rng(0).normal(size=(batch_size, 3, 256, 256)).astype(np.float32)
             for amp in (True, False):
                 predictor = Predictor(model, card, device, amp=amp)
-                for _ in range(3):
-                    predictor.probabilities(batch)
-                repeats = 1 if smoke else 20
-                started = time.perf_counter()
-                for _ in range(repeats):
-                    predictor.probabilities(batch)
-                seconds = (time.perf_counter() - started) / repeats
+                seconds = time_forward(predictor, batch, 1 if smoke else 20, warm_up=3)
                 rows.append({"width": width, "batch": batch_size, "amp": amp,
                              "mpx_per_s": round(batch_size * 256 * 256 / seconds / 1e6, 2)})
         del model
@@ -227,21 +221,6 @@ def measure_training_steps(device: str, smoke: bool) -> list[dict]:
     return rows
 
 
-def mosaic(source: Path, size: int, path: Path) -> Path:
-    """A ``size`` x ``size`` GeoTIFF tiling the pixels of ``source`` (real imagery, its CRS and resolution)."""
-    import numpy as np
-    import rasterio
-
-    with rasterio.open(source) as src:
-        data = src.read([1, 2, 3])
-        profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": data.dtype,
-                   "crs": src.crs, "transform": src.transform, "tiled": True, "compress": "deflate"}
-    reps = (1, math.ceil(size / data.shape[1]), math.ceil(size / data.shape[2]))
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(np.tile(data, reps)[:, :size, :size])
-    return path
-
-
 def measure_end_to_end(device: str, raster: Path, smoke: bool) -> list[dict]:
     """Read -> tiles -> model -> polygons (counted, not written) on a real-imagery mosaic, AMP on and off."""
     import numpy as np
@@ -272,12 +251,7 @@ def measure_end_to_end(device: str, raster: Path, smoke: bool) -> list[dict]:
         predictor = Predictor(load_model(None)[0], result.card, device, amp=amp)
         batch_size = 16 if device == "cuda" else 4
         batch = np.random.default_rng(0).normal(size=(batch_size, 3, tile, tile)).astype(np.float32)
-        predictor.probabilities(batch)
-        repeats = 2 if smoke else 20
-        started = time.perf_counter()
-        for _ in range(repeats):
-            predictor.probabilities(batch)
-        model_seconds = (time.perf_counter() - started) / repeats * tiles / batch_size
+        model_seconds = time_forward(predictor, batch, 2 if smoke else 20) * tiles / batch_size
         mpx = grid.width * grid.height / 1e6
         rows.append({"raster": f"{grid.width}x{grid.height}", "amp": amp, "tiles": tiles, "buildings": count,
                      "seconds": round(result.seconds, 2), "e2e_mpx_per_s": round(mpx / result.seconds, 2),
@@ -338,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, measure in (("training_steps", lambda: measure_training_steps(device, args.smoke)),
                          ("inference", lambda: measure_inference(device, args.smoke)),
                          ("end_to_end", lambda: measure_end_to_end(
-                             device, mosaic(REPO / "resources" / "sample" / "zanzibar_c1.tif",
-                                            1024 if args.smoke else 4096, work / "mosaic.tif"), args.smoke))):
+                             device, mosaic_vrt(REPO / "resources" / "sample" / "zanzibar_c1.tif",
+                                                1024 if args.smoke else 4096, work / "mosaic.vrt"), args.smoke))):
         if time.monotonic() > deadline + 30:
             log(f"{key}: skipped, out of time")
             continue
