@@ -153,6 +153,40 @@ def report(model, split: dict, parameters, min_area_m2: float = 5.0) -> dict[str
     return scores
 
 
+def measured_model(weights: str | None, ensemble: list[str] | None = None, working_resolution: float | None = None):
+    """``load_model(weights)``, optionally averaged with further weights files and run at another resolution.
+
+    The averaged network is for measuring what an ensemble would buy; the plugin runs one network.
+    """
+    import copy
+
+    import torch
+
+    from footprint_plugin.core.extract import load_model
+    from footprint_plugin.core.model import fuse_for_inference
+
+    network, card, path = load_model(weights)
+    card = copy.deepcopy(card)
+    if working_resolution:
+        card.resolution_m = working_resolution
+    if ensemble:
+        members = [fuse_for_inference(load_model(w)[0].eval()) for w in ensemble]
+
+        class MeanProbability(torch.nn.Module):
+            """Log of the members' mean softmax: the Predictor's softmax gives back the mean."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.members = torch.nn.ModuleList([fuse_for_inference(network.eval()), *members])
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                mean = sum(torch.softmax(m(x), 1) for m in self.members) / len(self.members)
+                return torch.log(mean.clamp_min(1e-6))
+
+        network = MeanProbability().eval()
+    return network, card, path
+
+
 VARIANT_RASTERS = {"philippines": TEST["philippines"], "nairobi": TEST["nairobi"], "zanzibar": TEST["zanzibar"]}
 
 
@@ -207,9 +241,14 @@ def main() -> int:
     export.add_argument("checkpoint")
     export.add_argument("--output", default=str(REPO / "resources" / "default_weights.safetensors"))
     tune = sub.add_parser("tune", help="grid-search the mask and seed thresholds on the validation split")
-    tune.add_argument("--weights")
     rep = sub.add_parser("report")
-    rep.add_argument("--weights")
+    for command in (tune, rep):
+        command.add_argument("--weights")
+        command.add_argument("--ensemble", nargs="+", metavar="WEIGHTS",
+                             help="also average the class probabilities of these weights files (a measurement only)")
+        command.add_argument("--working-resolution", type=float, metavar="M",
+                             help="run the model at this ground resolution instead of its card's")
+        command.add_argument("--flip-tta", action="store_true", help="test-time flips")
     rep.add_argument("--split", choices=["test", "val"], default="test")
     rep.add_argument("--held-out", choices=sorted(PLACES),
                      help="score every fully labelled raster of this place (for a model trained with prepare --hold-out)")
@@ -230,15 +269,17 @@ def main() -> int:
     if args.command == "export":
         return trainer_main(["export", "--checkpoint", args.checkpoint, "--output", args.output, *extra])
 
-    from footprint_plugin.core.extract import ExtractionParameters, load_model
+    from footprint_plugin.core.extract import ExtractionParameters
+    from footprint_plugin.core.inference import TilingOptions
 
-    model = load_model(args.weights)
+    model = measured_model(args.weights, args.ensemble, args.working_resolution)
+    tiling = TilingOptions(flip_tta=args.flip_tta)
     if args.command == "tune":
         results = []
         for seed in (0.5, 0.6, 0.7, 0.8, 0.9):
-            for mask in (0.4, 0.5, 0.6):
+            for mask in (0.4, 0.5, 0.6, 0.7, 0.8):
                 pooled = report(model, VAL, ExtractionParameters(weights=args.weights, seed_threshold=seed,
-                                                                        mask_threshold=mask))["pooled"]
+                                                                 mask_threshold=mask, tiling=tiling))["pooled"]
                 results.append((round(pooled.f1, 4), seed, mask))
                 print(f"  seed {seed} mask {mask}: validation F1 {pooled.f1:.3f} (pixel IoU {pooled.pixel_iou:.3f})",
                       flush=True)
@@ -246,24 +287,26 @@ def main() -> int:
         print(f"best on validation: --seed-threshold {seed} --mask-threshold {mask} (F1 {f1:.3f})")
         return 0
     split = held_out_split(args.held_out) if args.held_out else TEST if args.split == "test" else VAL
-    base = {"weights": args.weights, "seed_threshold": args.seed_threshold, "mask_threshold": args.mask_threshold}
+    base = {"weights": args.weights, "seed_threshold": args.seed_threshold, "mask_threshold": args.mask_threshold,
+            "tiling": tiling}
     card = model[1]
     used = {key: card.postprocess.get(key, 0.5) if base[key] is None else base[key]
             for key in ("seed_threshold", "mask_threshold")}
-    print(f"weights {card.name}: seed threshold {used['seed_threshold']}, mask threshold {used['mask_threshold']}")
+    print(f"weights {card.name}: seed threshold {used['seed_threshold']}, mask threshold {used['mask_threshold']}, "
+          f"{card.resolution_m} m" + (" with flips" if args.flip_tta else "")
+          + (f", averaged with {', '.join(args.ensemble)}" if args.ensemble else ""))
     configs = {"default (3-class, simplify, min 5 m2)": ExtractionParameters(**base)}
     if args.ablations:
-        from footprint_plugin.core.inference import TilingOptions
-
         configs.update({
             "binary mask (border class ignored)": ExtractionParameters(**base, instances="binary"),
             "regularise none": ExtractionParameters(**base, regularize="none"),
             "regularise orthogonal": ExtractionParameters(**base, regularize="orthogonal"),
             "min area 2 m2": ExtractionParameters(**base, min_area_m2=2.0),
             "min area 15 m2": ExtractionParameters(**base, min_area_m2=15.0),
-            "test-time flips": ExtractionParameters(**base, tiling=TilingOptions(flip_tta=True)),
+            "test-time flips": ExtractionParameters(**{**base, "tiling": TilingOptions(flip_tta=True)}),
         })
-    everything: dict = {"weights": card.name, **used}
+    everything: dict = {"weights": card.name, **used, "resolution_m": card.resolution_m, "flip_tta": args.flip_tta,
+                        "ensemble": args.ensemble or []}
     if args.variants:
         import tempfile
 

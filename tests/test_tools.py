@@ -1,0 +1,39 @@
+"""The measuring helpers of tools/default_model.py (they need no ../shared/data)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from footprint_plugin.core.extract import load_model
+from footprint_plugin.core.inference import Predictor
+from footprint_plugin.core.model import UNet
+from footprint_plugin.core.weights import save_weights
+
+from .helpers import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+from default_model import measured_model  # noqa: E402
+
+
+def test_ensemble_averages_the_members_probabilities(tmp_path):
+    default = load_model(None)
+    torch.manual_seed(1)
+    other_path = tmp_path / "other.safetensors"
+    save_weights(other_path, UNet(default[1].config).eval(), default[1])  # same card, other (random) weights
+    other = load_model(str(other_path))
+    averaged = measured_model(None, [str(other_path)])
+    batch = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    first = Predictor(default[0], default[1], "cpu").probabilities(batch)
+    second = Predictor(other[0], other[1], "cpu").probabilities(batch)
+    assert np.abs(first - second).max() > 0.1
+    got = Predictor(averaged[0], averaged[1], "cpu").probabilities(batch)
+    np.testing.assert_allclose(got, (first + second) / 2, atol=1e-4)
+
+
+def test_working_resolution_changes_a_copy_of_the_card():
+    _, card, _ = measured_model(None, working_resolution=0.25)
+    assert card.resolution_m == 0.25
+    assert load_model(None)[1].resolution_m == 0.3
