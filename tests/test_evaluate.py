@@ -75,3 +75,18 @@ def test_bad_csv_is_one_clear_line(tmp_path, capsys):
     assert main(["evaluate", "--truth", str(bad), "--pred", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "PolygonWKT_Pix" in err and err.count("\n") == 1
+
+
+def test_error_kinds_tell_missed_merged_and_split_buildings():
+    from shapely.geometry import box
+
+    from trainer.scoring import error_kinds
+
+    truth = [box(0, 0, 10, 10), box(12, 0, 22, 10),  # two neighbours, merged by one proposal
+             box(40, 0, 50, 10),  # split in two halves
+             box(80, 0, 90, 10),  # missed (a sliver of 10% only)
+             box(100, 0, 110, 10)]  # found
+    proposals = [box(0, 0, 22, 10), box(40, 0, 45, 10), box(45, 0, 50, 10), box(80, 0, 81, 10), box(100, 0, 110, 10)]
+    kinds = error_kinds(truth, proposals)
+    assert (kinds.missed, kinds.merged, kinds.split) == (1, 2, 1)
+    assert error_kinds(truth, []).missed == 5

@@ -87,9 +87,12 @@ class PlaceScore:
     fn: int = 0
     intersection: float = 0.0
     union: float = 0.0
+    missed: int = 0  # truth buildings no prediction covers 20% of (trainer.scoring.error_kinds)
+    merged: int = 0  # ... covered by a prediction that also covers another truth building
+    split: int = 0  # ... covered by two or more predictions
 
     def add(self, other: PlaceScore) -> None:
-        for name in ("tp", "fp", "fn", "intersection", "union"):
+        for name in ("tp", "fp", "fn", "intersection", "union", "missed", "merged", "split"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
@@ -111,7 +114,7 @@ def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model
     from footprint_plugin.core.extract import extract_buildings
     from footprint_plugin.core.geo import ground_resolution_m
     from footprint_plugin.core.readers import RasterioReader
-    from trainer.scoring import match_buildings
+    from trainer.scoring import error_kinds, match_buildings
     from trainer.vectors import read_polygons
 
     with RasterioReader(raster) as reader:
@@ -133,8 +136,9 @@ def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model
     shape = (height, width)
     truth_mask = rasterize([(g, 1) for g in truth], out_shape=shape, dtype="uint8") if truth else np.zeros(shape, "uint8")
     pred_mask = rasterize([(g, 1) for g in predicted], out_shape=shape, dtype="uint8") if predicted else np.zeros(shape, "uint8")
+    kinds = error_kinds(truth, predicted)
     return PlaceScore(counts.tp, counts.fp, counts.fn, float(((truth_mask > 0) & (pred_mask > 0)).sum()),
-                      float(((truth_mask > 0) | (pred_mask > 0)).sum()))
+                      float(((truth_mask > 0) | (pred_mask > 0)).sum()), kinds.missed, kinds.merged, kinds.split)
 
 
 def report(model, split: dict, parameters, min_area_m2: float = 5.0) -> dict[str, PlaceScore]:
@@ -222,9 +226,16 @@ def make_variants(raster: Path, folder: Path) -> dict[str, Path]:
 
 def print_table(title: str, scores: dict[str, PlaceScore]) -> None:
     print(f"\n{title}")
-    print(f"  {'place':<12} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5} {'pixel IoU':>9}")
+    print(f"  {'place':<12} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5} {'pixel IoU':>9}   truth: {'missed':>6} {'merged':>6} "
+          f"{'split':>5}")
     for place, s in scores.items():
-        print(f"  {place:<12} {s.f1:6.3f} {s.tp:5d} {s.fp:5d} {s.fn:5d} {s.pixel_iou:9.3f}")
+        print(f"  {place:<12} {s.f1:6.3f} {s.tp:5d} {s.fp:5d} {s.fn:5d} {s.pixel_iou:9.3f}          {s.missed:6d} "
+              f"{s.merged:6d} {s.split:5d}")
+
+
+def float_list(text: str) -> list[float]:
+    """``0.4,0.5`` -> [0.4, 0.5] (argparse reports a ValueError as a usage error)."""
+    return [float(value) for value in text.split(",")]
 
 
 def main() -> int:
@@ -241,6 +252,8 @@ def main() -> int:
     export.add_argument("checkpoint")
     export.add_argument("--output", default=str(REPO / "resources" / "default_weights.safetensors"))
     tune = sub.add_parser("tune", help="grid-search the mask and seed thresholds on the validation split")
+    tune.add_argument("--masks", type=float_list, default=[0.4, 0.5, 0.6, 0.7, 0.8],
+                      help="mask thresholds to try, comma-separated (v2 was tuned on 0.4,0.5,0.6)")
     rep = sub.add_parser("report")
     for command in (tune, rep):
         command.add_argument("--weights")
@@ -277,7 +290,7 @@ def main() -> int:
     if args.command == "tune":
         results = []
         for seed in (0.5, 0.6, 0.7, 0.8, 0.9):
-            for mask in (0.4, 0.5, 0.6, 0.7, 0.8):
+            for mask in args.masks:
                 pooled = report(model, VAL, ExtractionParameters(weights=args.weights, seed_threshold=seed,
                                                                  mask_threshold=mask, tiling=tiling))["pooled"]
                 results.append((round(pooled.f1, 4), seed, mask))
@@ -324,7 +337,8 @@ def main() -> int:
         scores = report(model, split, parameters)
         print_table(f"{f'held-out place {args.held_out}' if args.held_out else f'{args.split} split'}, {title}", scores)
         everything[title] = {place: {"f1": round(s.f1, 4), "tp": s.tp, "fp": s.fp, "fn": s.fn,
-                                     "pixel_iou": round(s.pixel_iou, 4)} for place, s in scores.items()}
+                                     "pixel_iou": round(s.pixel_iou, 4), "missed": s.missed, "merged": s.merged,
+                                     "split": s.split} for place, s in scores.items()}
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))
     return 0

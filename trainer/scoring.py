@@ -81,3 +81,34 @@ def match_buildings(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeome
             matches.append((index, best, best_iou))
     tp = len(matches)
     return MatchCounts(tp, len(proposals) - tp, len(truth) - tp, matches)
+
+
+@dataclass
+class ErrorKinds:
+    """Why truth buildings are hard, counted per truth building (a building may count twice)."""
+
+    missed: int  # no proposal covers 20% of it
+    merged: int  # a proposal covering 20% of it also covers 20% of another truth building
+    split: int  # two or more proposals each cover 20% of it
+
+
+def error_kinds(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeometry], cover: float = 0.2) -> ErrorKinds:
+    """Counts of missed, merged and split truth buildings (coverage share ``cover`` of the truth's area)."""
+    truth = [_valid(g) for g in truth]
+    proposals = [_valid(g) for g in proposals]
+    tree = _index(proposals)
+    covering: list[list[int]] = []  # per truth: the proposals covering it
+    for building in truth:
+        found = []
+        if tree is not None and building.area > 0:
+            for candidate in _query(tree, building):
+                if building.intersection(proposals[candidate]).area >= cover * building.area:
+                    found.append(candidate)
+        covering.append(found)
+    covers_count: dict[int, int] = {}
+    for found in covering:
+        for candidate in found:
+            covers_count[candidate] = covers_count.get(candidate, 0) + 1
+    return ErrorKinds(missed=sum(1 for found in covering if not found),
+                      merged=sum(1 for found in covering if any(covers_count[c] > 1 for c in found)),
+                      split=sum(1 for found in covering if len(found) > 1))
