@@ -3,7 +3,9 @@
 python tools/default_model.py prepare            # chips from ../shared/data into data/default
 python tools/default_model.py train [...]        # passes extra arguments to `trainer train`
 python tools/default_model.py export CHECKPOINT  # -> resources/default_weights.safetensors
+python tools/default_model.py tune [--weights W]             # seed/mask thresholds on the validation split
 python tools/default_model.py report [--split test] [--weights W] [--ablations]
+  (tune and report also take --flip-tta, --working-resolution M and --ensemble W ... to measure those)
 
 The split keeps whole rasters apart: the test rasters below are never used for
 training or model selection; the validation rasters choose the best epoch and
