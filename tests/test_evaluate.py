@@ -90,3 +90,5 @@ def test_error_kinds_tell_missed_merged_and_split_buildings():
     kinds = error_kinds(truth, proposals)
     assert (kinds.missed, kinds.merged, kinds.split) == (1, 2, 1)
     assert error_kinds(truth, []).missed == 5
+    only_first_and_third = error_kinds(truth, proposals, counted={0, 2})
+    assert (only_first_and_third.missed, only_first_and_third.merged, only_first_and_third.split) == (0, 1, 1)

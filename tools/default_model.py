@@ -89,7 +89,7 @@ class PlaceScore:
     fn: int = 0
     intersection: float = 0.0
     union: float = 0.0
-    missed: int = 0  # truth buildings no prediction covers 20% of (trainer.scoring.error_kinds)
+    missed: int = 0  # unmatched truth buildings no prediction covers 20% of (trainer.scoring.error_kinds)
     merged: int = 0  # ... covered by a prediction that also covers another truth building
     split: int = 0  # ... covered by two or more predictions
 
@@ -138,7 +138,8 @@ def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model
     shape = (height, width)
     truth_mask = rasterize([(g, 1) for g in truth], out_shape=shape, dtype="uint8") if truth else np.zeros(shape, "uint8")
     pred_mask = rasterize([(g, 1) for g in predicted], out_shape=shape, dtype="uint8") if predicted else np.zeros(shape, "uint8")
-    kinds = error_kinds(truth, predicted)
+    matched = {truth_index for _, truth_index, _ in counts.matches}
+    kinds = error_kinds(truth, predicted, counted=set(range(len(truth))) - matched)
     return PlaceScore(counts.tp, counts.fp, counts.fn, float(((truth_mask > 0) & (pred_mask > 0)).sum()),
                       float(((truth_mask > 0) | (pred_mask > 0)).sum()), kinds.missed, kinds.merged, kinds.split)
 
@@ -228,10 +229,10 @@ def make_variants(raster: Path, folder: Path) -> dict[str, Path]:
 
 def print_table(title: str, scores: dict[str, PlaceScore]) -> None:
     print(f"\n{title}")
-    print(f"  {'place':<12} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5} {'pixel IoU':>9}   truth: {'missed':>6} {'merged':>6} "
+    print(f"  {'place':<12} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5} {'pixel IoU':>9}   FN: {'missed':>6} {'merged':>6} "
           f"{'split':>5}")
     for place, s in scores.items():
-        print(f"  {place:<12} {s.f1:6.3f} {s.tp:5d} {s.fp:5d} {s.fn:5d} {s.pixel_iou:9.3f}          {s.missed:6d} "
+        print(f"  {place:<12} {s.f1:6.3f} {s.tp:5d} {s.fp:5d} {s.fn:5d} {s.pixel_iou:9.3f}       {s.missed:6d} "
               f"{s.merged:6d} {s.split:5d}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from shapely.geometry.base import BaseGeometry
@@ -92,8 +92,10 @@ class ErrorKinds:
     split: int  # two or more proposals each cover 20% of it
 
 
-def error_kinds(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeometry], cover: float = 0.2) -> ErrorKinds:
-    """Counts of missed, merged and split truth buildings (coverage share ``cover`` of the truth's area)."""
+def error_kinds(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeometry], cover: float = 0.2,
+                counted: Collection[int] | None = None) -> ErrorKinds:
+    """Counts of missed, merged and split truth buildings (coverage share ``cover`` of the truth's area),
+    among the truth indexes ``counted`` (all when None; e.g. the unmatched ones)."""
     truth = [_valid(g) for g in truth]
     proposals = [_valid(g) for g in proposals]
     tree = _index(proposals)
@@ -109,6 +111,7 @@ def error_kinds(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeometry]
     for found in covering:
         for candidate in found:
             covers_count[candidate] = covers_count.get(candidate, 0) + 1
-    return ErrorKinds(missed=sum(1 for found in covering if not found),
-                      merged=sum(1 for found in covering if any(covers_count[c] > 1 for c in found)),
-                      split=sum(1 for found in covering if len(found) > 1))
+    kept = [found for index, found in enumerate(covering) if counted is None or index in counted]
+    return ErrorKinds(missed=sum(1 for found in kept if not found),
+                      merged=sum(1 for found in kept if any(covers_count[c] > 1 for c in found)),
+                      split=sum(1 for found in kept if len(found) > 1))
