@@ -177,14 +177,14 @@ def measured_model(weights: str | None, ensemble: list[str] | None = None, worki
     if working_resolution:
         card.resolution_m = working_resolution
     if ensemble:
-        members = [fuse_for_inference(load_model(w)[0].eval()) for w in ensemble]
+        members = [fuse_for_inference(net.eval()) for net in (network, *(load_model(w)[0] for w in ensemble))]
 
         class MeanProbability(torch.nn.Module):
             """Log of the members' mean softmax: the Predictor's softmax gives back the mean."""
 
             def __init__(self) -> None:
                 super().__init__()
-                self.members = torch.nn.ModuleList([fuse_for_inference(network.eval()), *members])
+                self.members = torch.nn.ModuleList(members)
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 mean = sum(torch.softmax(m(x), 1) for m in self.members) / len(self.members)
@@ -285,7 +285,7 @@ def main() -> int:
     if args.command == "export":
         return trainer_main(["export", "--checkpoint", args.checkpoint, "--output", args.output, *extra])
 
-    from footprint_plugin.core.extract import ExtractionParameters
+    from footprint_plugin.core.extract import ExtractionParameters, vectorize_options
     from footprint_plugin.core.inference import TilingOptions
 
     model = measured_model(args.weights, args.ensemble, args.working_resolution)
@@ -306,8 +306,8 @@ def main() -> int:
     base = {"weights": args.weights, "seed_threshold": args.seed_threshold, "mask_threshold": args.mask_threshold,
             "tiling": tiling}
     card = model[1]
-    used = {key: card.postprocess.get(key, 0.5) if base[key] is None else base[key]
-            for key in ("seed_threshold", "mask_threshold")}
+    options = vectorize_options(ExtractionParameters(**base), card)
+    used = {"seed_threshold": options.seed_threshold, "mask_threshold": options.mask_threshold}
     print(f"weights {card.name}: seed threshold {used['seed_threshold']}, mask threshold {used['mask_threshold']}, "
           f"{card.resolution_m} m" + (" with flips" if args.flip_tta else "")
           + (f", averaged with {', '.join(args.ensemble)}" if args.ensemble else ""))

@@ -71,6 +71,20 @@ class ExtractionResult:
     warnings: list[str]
 
 
+def vectorize_options(parameters: ExtractionParameters, card: ModelCard) -> VectorizeOptions:
+    """The post-processing of a run: the parameters' settings, thresholds from the model card unless given."""
+    post = card.postprocess
+    return VectorizeOptions(
+        mask_threshold=float(post.get("mask_threshold", 0.5)) if parameters.mask_threshold is None
+        else parameters.mask_threshold,
+        seed_threshold=float(post.get("seed_threshold", 0.5)) if parameters.seed_threshold is None
+        else parameters.seed_threshold,
+        min_area_m2=parameters.min_area_m2,
+        regularize=parameters.regularize,
+        instances=parameters.instances,
+    )
+
+
 def load_model(weights: str | None) -> tuple[UNet, ModelCard, str]:
     """The model of a weights file, or of the bundled default weights."""
     path = str(weights) if weights else str(default_weights_path())
@@ -107,16 +121,7 @@ def extract_buildings(
     grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, float(card.resolution_m),
                       warn=note, resolution_range_m=tuple(card.resolution_range_m))
     predictor = Predictor(unet, card, parameters.device, amp=parameters.tiling.amp, backend=parameters.tiling.backend)
-    post = card.postprocess
-    options = VectorizeOptions(
-        mask_threshold=float(post.get("mask_threshold", 0.5)) if parameters.mask_threshold is None
-        else parameters.mask_threshold,
-        seed_threshold=float(post.get("seed_threshold", 0.5)) if parameters.seed_threshold is None
-        else parameters.seed_threshold,
-        min_area_m2=parameters.min_area_m2,
-        regularize=parameters.regularize,
-        instances=parameters.instances,
-    )
+    options = vectorize_options(parameters, card)
     tiling = resolve_tiling(parameters.tiling, predictor)
     blocks = plan_column_blocks(grid.width, tiling.tile, tiling.stride, parameters.tiling.block_width,
                                 parameters.tiling.block_halo)
