@@ -24,7 +24,7 @@ from torch import nn
 
 from .errors import CancelledError, FootprintError
 from .geo import ModelGrid
-from .model import UNet, fuse_for_inference
+from .model import NETWORKS, fuse_for_inference
 from .readers import WindowReader
 from .weights import ModelCard
 
@@ -217,7 +217,7 @@ class Predictor:
     Runtime on CPU, when that is installed.
     """
 
-    def __init__(self, model: UNet, card: ModelCard, device: str | torch.device = "auto", amp: bool = True,
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "auto", amp: bool = True,
                  backend: str = "auto") -> None:
         if backend not in BACKENDS:
             raise FootprintError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
@@ -225,7 +225,7 @@ class Predictor:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.amp = amp and self.device.type == "cuda"
         model = model.eval()
-        if isinstance(model, UNet):
+        if isinstance(model, NETWORKS):
             model = fuse_for_inference(model)
         self.model = model.to(self.device)
         if self.device.type in ("cpu", "cuda"):
@@ -233,7 +233,7 @@ class Predictor:
         self.session = None
         if backend == "onnxruntime" and (self.device.type != "cpu" or not _onnxruntime_available()):
             raise FootprintError("The onnxruntime backend needs the onnxruntime package and --device cpu.")
-        if backend == "onnxruntime" and isinstance(model, UNet):
+        if backend == "onnxruntime" and isinstance(model, NETWORKS):
             self.session = _onnx_session(self.model, card.config.in_channels, torch.get_num_threads())
         self.backend = "onnxruntime" if self.session is not None else "torch"
         norm = card.normalization

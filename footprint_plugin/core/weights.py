@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import FootprintError
-from .model import CLASS_NAMES, UNet, UNetConfig
+from .model import CLASS_NAMES, EfficientUNetConfig, UNetConfig, architecture_of, build_model, config_from_card
 
 FORMAT_NAME = "footprint-unet-weights"
 FORMAT_VERSION = 1
@@ -50,7 +50,7 @@ def default_normalization() -> dict[str, Any]:
 class ModelCard:
     """Everything needed to run a set of weights, stored inside the weights file."""
 
-    model_args: dict[str, int] = field(default_factory=lambda: UNetConfig().to_dict())
+    model_args: dict[str, Any] = field(default_factory=lambda: UNetConfig().to_dict())
     architecture: str = "unet"
     input_bands: list[str] = field(default_factory=lambda: ["red", "green", "blue"])
     normalization: dict[str, Any] = field(default_factory=default_normalization)
@@ -70,8 +70,9 @@ class ModelCard:
     format_version: int = FORMAT_VERSION
 
     @property
-    def config(self) -> UNetConfig:
-        return UNetConfig.from_dict(self.model_args)
+    def config(self) -> UNetConfig | EfficientUNetConfig:
+        """The network's constructor arguments (:data:`model.ARCHITECTURES` names the architectures)."""
+        return config_from_card(self.architecture, self.model_args)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -90,8 +91,6 @@ class ModelCard:
                 f"format version {self.format_version} is newer than this program supports "
                 f"({FORMAT_VERSION}); update the plugin"
             )
-        if self.architecture != "unet":
-            raise ValueError(f"unknown architecture {self.architecture!r}")
         config = self.config
         if len(self.input_bands) != config.in_channels:
             raise ValueError(
@@ -114,8 +113,9 @@ class ModelCard:
             raise ValueError(f"tile_size must be a multiple of {config.size_multiple}")
 
 
-def save_weights(path: str | os.PathLike[str], model: UNet, card: ModelCard) -> None:
+def save_weights(path: str | os.PathLike[str], model: torch.nn.Module, card: ModelCard) -> None:
     """Write ``model``'s tensors and ``card`` to ``path`` atomically."""
+    card.architecture = architecture_of(model)
     card.model_args = model.config.to_dict()
     card.validate()
     header: dict[str, Any] = {"__metadata__": {"model_card": card.to_json()}}
@@ -200,28 +200,28 @@ def read_weights_file(path: str | os.PathLike[str]) -> tuple[ModelCard, dict[str
     return card, tensors
 
 
-def load_weights(path: str | os.PathLike[str]) -> tuple[UNet, ModelCard]:
+def load_weights(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, ModelCard]:
     """Build the network described in the file's card and load its tensors (eval mode)."""
     card, tensors = read_weights_file(path)
     return model_from_tensors(card, tensors, path), card
 
 
-def model_from_tensors(card: ModelCard, tensors: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> UNet:
+def model_from_tensors(card: ModelCard, tensors: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> torch.nn.Module:
     """The card's network with ``tensors`` (from :func:`read_weights_file` of ``path``) loaded, in eval mode."""
-    model = UNet(card.config)
+    model = build_model(card.config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise _fail(
             Path(path),
-            f"tensors do not match the U-Net in its model card (missing {missing[:3]}, unexpected {unexpected[:3]})",
+            f"tensors do not match the network in its model card (missing {missing[:3]}, unexpected {unexpected[:3]})",
         )
     for name, tensor in tensors.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise _fail(
                 Path(path),
-                f"tensor {name!r} has shape {tuple(tensor.shape)}, the model card's U-Net needs "
+                f"tensor {name!r} has shape {tuple(tensor.shape)}, the model card's network needs "
                 f"{tuple(expected[name].shape)}",
             )
         if not torch.isfinite(tensor.float()).all():
