@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 APT_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-rasterio python3-shapely \
-	python3-scipy python3-venv python3-pip xvfb xauth imagemagick
+	python3-scipy python3-tqdm python3-matplotlib python3-venv python3-pip xvfb xauth imagemagick
 export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: setup demo test lint bench package install clean

@@ -7,6 +7,7 @@ import sys
 
 REQUIRED = {  # import name -> pip name
     "torch": "torch",
+    "safetensors": "safetensors",
     "numpy": "numpy",
     "rasterio": "rasterio",
     "shapely": "shapely",

@@ -135,3 +135,28 @@ def test_header_length_starting_with_pickle_byte_still_loads(tmp_path):
     assert path.read_bytes()[0] == 0x80
     model, card = load_weights(path)
     assert card.name == "tiny-0"
+
+
+def test_loaded_tensors_do_not_follow_later_writes_to_the_file(tmp_path):
+    path = tiny_unet_weights(tmp_path / "w.safetensors")
+    _, tensors = read_weights_file(path)
+    before = {name: tensor.clone() for name, tensor in tensors.items()}
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    with open(path, "r+b") as handle:  # overwrite the tensor bytes in place (same file, same mapping)
+        handle.seek(8 + length)
+        handle.write(b"\x7f" * (len(raw) - 8 - length))
+    assert all(torch.equal(before[name], tensors[name]) for name in tensors)
+
+
+def test_files_are_read_by_the_safetensors_package_too(tmp_path):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(2)
+    model = UNet(UNetConfig(base_filters=4, depth=3)).eval().half()
+    path = tmp_path / "w.safetensors"
+    save_weights(path, model, ModelCard(name="half"))
+    loaded = load_file(str(path))
+    assert set(loaded) == set(model.state_dict())
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    assert torch.float16 in {v.dtype for v in loaded.values()}  # a float16 model stays float16 on disk

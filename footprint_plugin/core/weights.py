@@ -1,10 +1,10 @@
 """The weights file: tensors plus a model card, in the safetensors layout.
 
 The file is ``<u64 little-endian header length><JSON header><raw tensor bytes>``
-(the public safetensors layout, readable by the ``safetensors`` package too).
+(the public safetensors layout, written and read by the ``safetensors`` package).
 The JSON header maps each tensor name to its dtype, shape and byte range, and
 its ``__metadata__`` entry holds the model card as a JSON string. Reading it
-parses JSON and copies bytes; nothing in the file is ever executed, so a
+parses JSON and maps bytes; nothing in the file is ever executed, so a
 weights file from an untrusted source cannot run code.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors
+import safetensors.torch
 import torch
 
 from .errors import FootprintError
@@ -118,28 +119,17 @@ def save_weights(path: str | os.PathLike[str], model: torch.nn.Module, card: Mod
     card.architecture = architecture_of(model)
     card.model_args = model.config.to_dict()
     card.validate()
-    header: dict[str, Any] = {"__metadata__": {"model_card": card.to_json()}}
-    blobs = []
-    offset = 0
+    tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
-        if tensor.dtype not in _TORCH_TO_CODE:
-            tensor = tensor.float()
-        code = _TORCH_TO_CODE[tensor.dtype]
-        data = tensor.numpy().astype(_DTYPES[code][0], copy=False).tobytes()
-        header[name] = {"dtype": code, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header_bytes = json.dumps(header).encode("utf-8")
-    header_bytes += b" " * (-len(header_bytes) % 8)
+        tensors[name] = tensor if tensor.dtype in _TORCH_TO_CODE else tensor.float()
+    # The safetensors package lays out the header (8-byte aligned) and the tensor bytes.
+    data = safetensors.torch.save(tensors, metadata={"model_card": card.to_json()})
     path = Path(path)
     handle, tmp_name = tempfile.mkstemp(prefix=".weights-", dir=path.parent or ".")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(struct.pack("<Q", len(header_bytes)))
-            out.write(header_bytes)
-            for blob in blobs:
-                out.write(blob)
+            out.write(data)
         os.chmod(tmp_name, 0o644)  # mkstemp makes it private; weights are meant to be shared
         os.replace(tmp_name, path)
     except BaseException:
@@ -152,52 +142,51 @@ def _fail(path: Path, problem: str) -> FootprintError:
 
 
 def read_weights_file(path: str | os.PathLike[str]) -> tuple[ModelCard, dict[str, torch.Tensor]]:
-    """Parse a weights file into its card and tensors, validating every field."""
+    """Parse a weights file into its card and tensors, validating every field.
+
+    ``safetensors.safe_open`` checks the layout (header, dtypes, shapes, byte ranges covering the file)
+    and maps the file; the card is read and validated before any tensor is.
+    """
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "file not found")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            start = handle.read(8)
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror})") from None
-    if len(raw) < 8:
+    if len(start) < 8:
         raise _fail(path, "is too short to be a weights file")
-    (header_len,) = struct.unpack("<Q", raw[:8])
-    header = None
-    if header_len <= MAX_HEADER_BYTES and 8 + header_len <= len(raw):
-        try:
-            header = json.loads(raw[8 : 8 + header_len].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            header = None
-    if not isinstance(header, dict):
-        if raw[:2] == b"PK" or (raw[0] == 0x80 and raw[1] in range(2, 6)):
-            raise _fail(
-                path,
-                "is a PyTorch pickle checkpoint, which is never loaded because it can run code; "
-                "convert a trusted checkpoint with `python -m trainer export`",
-            )
-        raise _fail(path, "is not a weights file or is truncated (bad header)")
     try:
-        card_values = json.loads(header.pop("__metadata__")["model_card"])
-        card = ModelCard.from_dict(card_values)
-        card.validate()
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _fail(path, f"has no valid model card ({exc})") from None
-    data = memoryview(raw)[8 + header_len :]
-    tensors: dict[str, torch.Tensor] = {}
-    for name, entry in header.items():
-        try:
-            np_dtype, _ = _DTYPES[entry["dtype"]]
-            shape = [int(n) for n in entry["shape"]]
-            start, end = (int(n) for n in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise _fail(path, f"tensor {name!r} has an invalid description") from None
-        count = int(np.prod(shape)) if shape else 1
-        if not 0 <= start <= end <= len(data) or end - start != count * np_dtype.itemsize:
-            raise _fail(path, f"tensor {name!r} lies outside the file (truncated or corrupt)")
-        array = np.frombuffer(data[start:end], dtype=np_dtype).reshape(shape)
-        tensors[name] = torch.from_numpy(array.copy())
+        with safetensors.safe_open(str(path), framework="pt") as weights:
+            metadata = weights.metadata() or {}
+            try:
+                card = ModelCard.from_dict(json.loads(metadata["model_card"]))
+                card.validate()
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise _fail(path, f"has no valid model card ({exc})") from None
+            # get_tensor's tensors share the file's mapping: copy them, so that the file can be replaced or
+            # rewritten (export onto itself, Windows file locks) without changing a loaded model.
+            tensors = {name: weights.get_tensor(name).clone() for name in weights.keys()}
+    except safetensors.SafetensorError as exc:
+        raise _fail(path, _layout_problem(start, str(exc))) from None
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or exc})") from None
+    for name, tensor in tensors.items():
+        if tensor.dtype not in _TORCH_TO_CODE:
+            raise _fail(path, f"tensor {name!r} has the unsupported type {tensor.dtype} (float32, float16 or int64)")
     return card, tensors
+
+
+def _layout_problem(start: bytes, detail: str) -> str:
+    """Our line for a file that safetensors refuses; ``start`` is its first 8 bytes."""
+    if start[:2] == b"PK" or (start[0] == 0x80 and start[1] in range(2, 6)):
+        return ("is a PyTorch pickle checkpoint, which is never loaded because it can run code; "
+                "convert a trusted checkpoint with `python -m trainer export`")
+    detail = detail.replace("Error while deserializing header: ", "")
+    if "incomplete" in detail or "offset" in detail or "covered" in detail:
+        return f"its tensors lie outside the file (truncated or corrupt: {detail})"
+    return f"is not a weights file or is truncated (bad header: {detail})"
 
 
 def load_weights(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, ModelCard]:
