@@ -5,7 +5,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-r
 	python3-scipy python3-tqdm python3-matplotlib python3-venv python3-pip xvfb xauth imagemagick
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test lint bench package install clean
+.PHONY: setup demo test lint bench package check-package install clean
 
 setup: .venv/.installed
 
@@ -36,6 +36,10 @@ bench: setup
 
 package: setup
 	$(PYTHON) tools/plugin_package.py package
+
+# The official plugin repository's checks on the zip (metadata, no compiled files, licence, icon, size).
+check-package: package
+	$(PYTHON) tools/plugin_package.py check
 
 # Into the default QGIS user profile (QGIS_PROFILE_DIR=... for another one), enabled.
 install: package
