@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.model import UNet, UNetConfig
+from footprint_plugin.core.model import build_model, config_from_card
 from footprint_plugin.core.weights import (
     ModelCard,
     default_normalization,
@@ -41,7 +41,7 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
     train_args = state.get("train_args", {})
     normalization = default_normalization()
     bands = list(manifest.get("input_bands", ["red", "green", "blue"]))
-    stats = manifest.get("band_stats")
+    stats = state.get("normalization") or manifest.get("band_stats")  # what training fed the network
     if stats:
         normalization["mean"], normalization["std"] = stats["mean"], stats["std"]
     else:
@@ -61,7 +61,8 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
         postprocess={key: 0.5 if getattr(args, key) is None else getattr(args, key)
                      for key in ("mask_threshold", "seed_threshold")},
         training_data={"splits": manifest.get("splits", {}), "border_width_px": manifest.get("border_width_px"),
-                       "train_args": {k: v for k, v in train_args.items() if isinstance(v, (int, float, str, bool))}},
+                       "train_args": {k: v for k, v in train_args.items() if isinstance(v, (int, float, str, bool))},
+                       **_pretrained_source(train_args)},
         metrics=metrics,
     )
 
@@ -75,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
         state = load_checkpoint(args.checkpoint)
         if "model" not in state or "model_args" not in state:
             raise FootprintError(f"Checkpoint {args.checkpoint} was not written by `python -m trainer train`.")
-        model = UNet(UNetConfig.from_dict(state["model_args"]))
+        try:
+            model = build_model(config_from_card(state.get("architecture", "unet"), state["model_args"]))
+        except ValueError as exc:
+            raise FootprintError(f"Checkpoint {args.checkpoint}: {exc}.") from None
         model.load_state_dict(state["model"])
         card = card_from_checkpoint(state, args)
     if args.float16:
@@ -89,7 +93,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reexport(args: argparse.Namespace) -> tuple[UNet, ModelCard]:
+def _pretrained_source(train_args: dict) -> dict:
+    """Where a pretrained encoder's starting weights came from, for the card's training data."""
+    if not train_args.get("pretrained"):
+        return {}
+    from .pretrained import PACKAGE_LICENCE, package_name
+
+    encoder = train_args["encoder"]
+    return {"pretrained_encoder": {"encoder": encoder, "weights": "ImageNet", "package": package_name(encoder),
+                                   "licence": PACKAGE_LICENCE}}
+
+
+def _reexport(args: argparse.Namespace) -> tuple[torch.nn.Module, ModelCard]:
     """A weights file with the card fields given on the command line replaced (name, thresholds, tile, metrics)."""
     card, tensors = read_weights_file(args.checkpoint)
     if any(tensor.dtype == torch.float16 for tensor in tensors.values()):

