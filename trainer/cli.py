@@ -13,6 +13,7 @@ from footprint_plugin.core.errors import FootprintError
 COMMANDS = {
     "prepare": ("trainer.prepare", "rasterise labelled imagery into 3-class training chips"),
     "train": ("trainer.train", "train the U-Net on prepared chips"),
+    "finetune": ("trainer.finetune", "fine-tune a weights file on your corrected buildings within minutes"),
     "export": ("trainer.export", "turn a training checkpoint into a plugin weights file"),
     "evaluate": ("trainer.evaluate", "score predicted buildings against ground truth (SpaceNet F1)"),
     "predict": ("trainer.predict", "extract building footprints from a raster into a GeoPackage"),
@@ -43,5 +44,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; nothing was written.", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130

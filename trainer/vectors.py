@@ -17,6 +17,7 @@ class PolygonLayer:
     scores: list[float | None] = field(default_factory=list)
     crs_wkt: str | None = None
     invalid: int = 0  # invalid polygons repaired with make_valid
+    layers_without_crs: int = 0  # taken to be in the target CRS already
 
 
 def _polygonal(geometry: BaseGeometry) -> BaseGeometry | None:
@@ -53,6 +54,7 @@ def read_polygons(path: str, target_crs_wkt: str | None = None, score_field: str
     for layer in dataset:
         source = layer.GetSpatialRef()
         transform = None
+        result.layers_without_crs += source is None
         if source is not None:
             source.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
             if result.crs_wkt is None:

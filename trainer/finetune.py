@@ -1,0 +1,363 @@
+"""Fine-tune a weights file on buildings you corrected, within a time budget.
+
+Give the raster(s), the edited building polygons (any OGR layer, any CRS) and,
+optionally, the polygons where those edits are complete (by default the
+buildings' extent, buffered by 10 m). Pixels outside that area are ignored in the
+loss: they are neither building nor background. About 15% of the labelled chips
+(whole 256 px chips, spread over the area) are kept back to measure the building
+F1 before and after; the best state by that F1 is written, with a model card that
+names the base model, the data and both F1 values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rasterio.crs import CRS
+from rasterio.warp import transform_geom
+from shapely.geometry import box, mapping, shape
+from shapely.ops import unary_union
+
+from footprint_plugin.core.errors import FootprintError
+from footprint_plugin.core.readers import RasterioReader
+from footprint_plugin.core.vectorize import VectorizeOptions
+from footprint_plugin.core.weights import ModelCard, model_from_tensors, read_weights_file, save_weights
+
+from .prepare import IGNORE, cut_chips, label_image
+from .train import Augmentation, ChipDataset, segmentation_loss, validate
+from .vectors import read_polygons
+
+MIN_BUILDINGS = 20
+AREA_BUFFER_M = 10.0
+CHIP = 256
+CLASS_WEIGHTS = (0.2, 0.35, 0.45)
+ProgressCallback = Callable[[float, str], None]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--raster", nargs="+", required=True, help="raster file(s) the buildings were drawn on")
+    parser.add_argument("--buildings", required=True, help="vector layer of building polygons (any OGR format and CRS)")
+    parser.add_argument("--area", help="polygons where the buildings are complete (default: their extent + 10 m)")
+    parser.add_argument("--weights", help="base weights file (default: the bundled model)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="time budget for training (default 10)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--output", required=True, help="weights file to write (.safetensors)")
+    parser.add_argument("--name", help="model name (default: the base model's name + '-finetuned')")
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+
+
+@dataclass
+class FinetuneRequest:
+    """Everything one fine-tuning run needs (built by the CLI, the Processing algorithm or the dialog)."""
+
+    rasters: list[str]
+    buildings: str
+    output: str
+    area: str | None = None
+    weights: str | None = None
+    minutes: float = 10.0
+    device: str = "auto"
+    name: str | None = None
+    lr: float = 3e-4
+    batch_size: int = 8
+    seed: int = 0
+    val_fraction: float = 0.15
+    min_buildings: int = MIN_BUILDINGS
+
+
+@dataclass
+class FinetuneResult:
+    output: str | None  # None when nothing was written
+    f1_before: float
+    f1_after: float
+    steps: int
+    seconds: float
+    buildings: int
+    train_chips: int
+    val_chips: int
+    cancelled: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)  # validation F1 against minutes
+
+    def message(self) -> str:
+        where = f"weights saved to {self.output}" if self.output else "nothing was written"
+        stop = "cancelled; best so far: " if self.cancelled else ""
+        return f"{stop}F1 on your held-out area: {self.f1_before:.2f} -> {self.f1_after:.2f}; {where}"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def polygons_4326(path: str, what: str) -> list[dict[str, Any]]:
+    """A layer's polygons as GeoJSON dicts in EPSG:4326; a layer without a CRS cannot be placed and is refused."""
+    layer = read_polygons(path, CRS.from_epsg(4326).to_wkt())
+    if layer.layers_without_crs:
+        raise FootprintError(f"The {what} layer {path} has no CRS, so it cannot be matched to the raster; "
+                             "set its CRS (in QGIS: Layer Properties > Source) and save it again.")
+    if not layer.geometries:
+        raise FootprintError(f"The {what} layer {path} holds no polygons.")
+    return [mapping(g) for g in layer.geometries]
+
+
+def _labelled_area(request: FinetuneRequest, buildings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The area polygons in EPSG:4326: the given layer, or the buildings' extent buffered by 10 m."""
+    if request.area:
+        return polygons_4326(request.area, "area")
+    extent = unary_union([shape(g) for g in buildings]).envelope
+    latitude = extent.centroid.y
+    degrees = AREA_BUFFER_M / (111_320.0 * max(0.1, math.cos(math.radians(latitude))))
+    return [mapping(extent.buffer(degrees, join_style=2))]
+
+
+def _raster_footprint_4326(path: str) -> Any:
+    with RasterioReader(path) as reader:
+        left, bottom, right, top = _bounds(reader.transform, reader.width, reader.height)
+        crs = CRS.from_wkt(reader.crs_wkt)
+    return shape(transform_geom(crs, CRS.from_epsg(4326), mapping(box(left, bottom, right, top))))
+
+
+def _bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:
+    xs, ys = zip(*(transform * corner for corner in ((0, 0), (width, 0), (0, height), (width, height))))
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _check_inputs(request: FinetuneRequest, buildings: list[dict[str, Any]], area: list[dict[str, Any]]) -> int:
+    """Buildings inside the area, after the checks that give one clear line each."""
+    region = unary_union([shape(g) for g in area])
+    inside = sum(region.contains(shape(g).representative_point()) for g in buildings)
+    if inside == 0:
+        raise FootprintError("No buildings lie inside the area; draw or select buildings where the area is.")
+    if inside < request.min_buildings:
+        raise FootprintError(f"Only {inside} buildings lie inside the area; fine-tuning needs at least "
+                             f"{request.min_buildings}. Correct or draw more buildings first.")
+    for raster in request.rasters:
+        if not Path(raster).is_file():
+            raise FootprintError(f"Raster {raster}: file not found.")
+        if not _raster_footprint_4326(raster).intersects(region):
+            raise FootprintError(f"Raster {raster} does not overlap the buildings' area; check the raster and the layers.")
+    return inside
+
+
+def _split_chips(chips: list[tuple[str, np.ndarray, np.ndarray]], fraction: float
+                 ) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], list[tuple[str, np.ndarray, np.ndarray]]]:
+    """Every k-th labelled chip (whole chips, spread over the area) for validation, the rest for training."""
+    labelled = [c for c in chips if ((c[2] == 1) | (c[2] == 2)).any()]
+    if len(labelled) < 2:
+        raise FootprintError(f"The area gives {len(labelled)} chip(s) of {CHIP} px with buildings; fine-tuning needs "
+                             "at least 2 (one to learn from, one to measure). Enlarge the area.")
+    step = max(2, round(1 / fraction))
+    val_names = {c[0] for c in labelled[step // 2 :: step]} or {labelled[-1][0]}
+    return [c for c in chips if c[0] not in val_names], [c for c in chips if c[0] in val_names]
+
+
+def prepare_chips(request: FinetuneRequest, card: ModelCard, folder: Path
+                  ) -> tuple[list[Path], list[Path], int, float]:
+    """Chips of the rasters at the model's resolution: train and val paths, buildings inside the area, labelled m2."""
+    buildings = polygons_4326(request.buildings, "buildings")
+    area = _labelled_area(request, buildings)
+    count = _check_inputs(request, buildings, area)
+    border = int(card.training_data.get("border_width_px") or 2)
+    chips = []
+    labelled_px = 0
+    for raster in request.rasters:
+        image, mask, _ = label_image(raster, buildings, area, float(card.resolution_m), border, card.input_bands)
+        labelled_px += int((mask != IGNORE).sum())
+        for row, col, chip_image, chip_mask in cut_chips(image, mask, CHIP):
+            chips.append((f"{Path(raster).stem}_{row}_{col}", chip_image, chip_mask))
+    train_chips, val_chips = _split_chips(chips, request.val_fraction)
+    paths: dict[str, list[Path]] = {"train": [], "val": []}
+    for split, members in (("train", train_chips), ("val", val_chips)):
+        for name, chip_image, chip_mask in members:
+            path = folder / f"{split}_{name}.npz"
+            np.savez(path, image=chip_image, mask=chip_mask)
+            paths[split].append(path)
+    return paths["train"], paths["val"], count, labelled_px * float(card.resolution_m) ** 2
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class _Base:
+    model: torch.nn.Module
+    card: ModelCard
+    path: str
+    float16: bool  # the file stores float16: so will the fine-tuned one
+
+
+def _base(request: FinetuneRequest) -> _Base:
+    from footprint_plugin.core.extract import default_weights_path
+
+    path = request.weights or str(default_weights_path())
+    card, tensors = read_weights_file(path)
+    half = any(t.dtype == torch.float16 for t in tensors.values())
+    return _Base(model_from_tensors(card, tensors, path).float(), card, path, half)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FootprintError("--device cuda was given, but PyTorch sees no CUDA GPU; use --device cpu.")
+    return torch.device(name)
+
+
+class _Scorer:
+    """Validation F1 of the held-out chips with the card's thresholds."""
+
+    def __init__(self, paths: list[Path], card: ModelCard, device: torch.device, scale: float) -> None:
+        self.paths, self.card, self.device, self.scale = paths, card, device, scale
+        post = card.postprocess
+        self.options = VectorizeOptions(regularize="none", mask_threshold=float(post.get("mask_threshold", 0.5)),
+                                        seed_threshold=float(post.get("seed_threshold", 0.5)))
+        self.weights = torch.tensor(CLASS_WEIGHTS, device=device)
+
+    def __call__(self, model: torch.nn.Module) -> float:
+        norm = self.card.normalization
+        result = validate(model, self.paths, self.device, self.scale, norm["mean"], norm["std"], self.weights,
+                          float(self.card.resolution_m), False, self.options)
+        model.train()
+        return result.f1
+
+
+def finetune(request: FinetuneRequest, progress: ProgressCallback | None = None,
+             cancelled: Callable[[], bool] | None = None) -> FinetuneResult:
+    """Prepare chips, train from the base weights within ``request.minutes``, write the best state."""
+    started = time.monotonic()
+    torch.manual_seed(request.seed)
+    base = _base(request)
+    model, card = base.model, base.card
+    device = _device(request.device)
+    with tempfile.TemporaryDirectory(prefix="footprint-finetune-") as tmp:
+        train_paths, val_paths, count, area_m2 = prepare_chips(request, card, Path(tmp))
+        with np.load(train_paths[0] if train_paths else val_paths[0]) as data:
+            dtype = str(data["image"].dtype)
+        scale = float(card.normalization["scale"].get(dtype, 255.0))
+        model = model.to(device)
+        score = _Scorer(val_paths, card, device, scale)
+        before = score(model)
+        best = (before, copy.deepcopy(model.state_dict()))
+        history = [{"minutes": 0.0, "f1": round(before, 4)}]
+        if progress:
+            progress(0.0, f"F1 before {before:.2f}")
+        steps, stopped = 0, False
+        if train_paths:
+            steps, stopped, best = _train(model, card, train_paths, scale, request, device, score, best, history,
+                                          progress, cancelled)
+    result = FinetuneResult(None, before, best[0], steps, time.monotonic() - started, count, len(train_paths),
+                            len(val_paths), stopped, history)
+    if stopped and best[0] <= before:
+        return result  # cancelled before anything better than the base model: nothing to keep
+    model.load_state_dict(best[1])
+    _write(request, model.eval().cpu(), base, result, area_m2)
+    result.output = request.output
+    return result
+
+
+def _train(model: torch.nn.Module, card: ModelCard, paths: list[Path], scale: float, request: FinetuneRequest,
+           device: torch.device, score: _Scorer, best: tuple[float, dict], history: list[dict[str, float]],
+           progress: ProgressCallback | None, cancelled: Callable[[], bool] | None) -> tuple[int, bool, tuple]:
+    """Steps on random crops with a cosine learning rate over the time budget; scores about ten times."""
+    norm = card.normalization
+    crop = min(CHIP, int(card.tile_size))
+    dataset = ChipDataset(paths, crop, scale, norm["mean"], norm["std"], request.seed,
+                          Augmentation(scale_jitter=0.15, strong=True), length=1 << 30)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=request.lr, weight_decay=1e-4)
+    weights = torch.tensor(CLASS_WEIGHTS, device=device)
+    budget = max(1.0, request.minutes * 60.0)
+    start = time.monotonic()
+    next_score = budget / 10
+    model.train()
+    step = 0
+    while True:
+        elapsed = time.monotonic() - start
+        if cancelled and cancelled():
+            return step, True, best
+        if elapsed >= budget:
+            break
+        for group in optimizer.param_groups:  # short linear warm-up, then cosine to zero at the budget
+            group["lr"] = request.lr * min(1.0, (step + 1) / 10) * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+        batch = [dataset[step * request.batch_size + i] for i in range(request.batch_size)]
+        images = torch.stack([b[0] for b in batch]).to(device)
+        masks = torch.stack([b[1] for b in batch]).to(device)
+        loss = segmentation_loss(model(images), masks, weights, 0.5)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if time.monotonic() - start >= next_score:
+            best = _keep_best(model, score, best, history, time.monotonic() - start, progress, budget)
+            next_score += budget / 10
+    return step, False, _keep_best(model, score, best, history, time.monotonic() - start, progress, budget)
+
+
+def _keep_best(model: torch.nn.Module, score: _Scorer, best: tuple[float, dict], history: list[dict[str, float]],
+               elapsed: float, progress: ProgressCallback | None, budget: float) -> tuple[float, dict]:
+    f1 = score(model)
+    history.append({"minutes": round(elapsed / 60, 2), "f1": round(f1, 4)})
+    if progress:
+        progress(min(1.0, elapsed / budget), f"F1 {f1:.2f} (best {max(f1, best[0]):.2f})")
+    return (f1, copy.deepcopy(model.state_dict())) if f1 > best[0] else best
+
+
+def _write(request: FinetuneRequest, model: torch.nn.Module, source: _Base, result: FinetuneResult,
+           area_m2: float) -> None:
+    base = source.card
+    card = copy.deepcopy(base)
+    card.name = request.name or f"{base.name}-finetuned"
+    card.description = f"{base.name} fine-tuned on {result.buildings} corrected buildings"
+    card.training_data = {
+        "base_model": base.name, "base_weights": Path(source.path).name, "base_training_data": base.training_data,
+        "finetune": {"rasters": [Path(r).name for r in request.rasters], "buildings": result.buildings,
+                     "area_m2": round(area_m2, 1), "train_chips": result.train_chips, "val_chips": result.val_chips,
+                     "minutes": request.minutes, "steps": result.steps, "lr": request.lr, "seed": request.seed},
+    }
+    card.metrics = {"finetune": {"val_f1_before": round(result.f1_before, 4), "val_f1_after": round(result.f1_after, 4),
+                                 "history": result.history}, "base": base.metrics}
+    try:
+        save_weights(request.output, model.half() if source.float16 else model, card)
+    except OSError as exc:
+        raise FootprintError(f"Cannot write {request.output} ({exc.strerror or exc}).") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    output_dir = Path(args.output).resolve().parent
+    if not output_dir.is_dir() or not os.access(output_dir, os.W_OK):
+        raise FootprintError(f"Cannot write {args.output}: {output_dir} is not a writable folder.")
+    request = FinetuneRequest(rasters=args.raster, buildings=args.buildings, output=args.output, area=args.area,
+                              weights=args.weights, minutes=args.minutes, device=args.device, name=args.name,
+                              lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    interrupted: list[bool] = []
+
+    def on_sigint(_signum, _frame) -> None:  # first Ctrl-C: stop after the current step and keep the best
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        print("stopping: Ctrl-C again to abandon", flush=True)
+
+    def report(fraction: float, message: str) -> None:
+        print(f"[{fraction * 100:3.0f}%] {message}", flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = finetune(request, report, lambda: bool(interrupted))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(result.message())
+    return 130 if result.cancelled else 0
