@@ -8,7 +8,7 @@ from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from .dependencies import install_hint, missing_packages
+from .dependencies import missing_packages
 
 MENU = "&Building footprints"
 TITLE = "Building footprints"
@@ -30,6 +30,7 @@ class FootprintPlugin:
         self.action: QAction | None = None
         self.provider = None
         self.tasks: list = []  # keep running tasks referenced
+        self.installer = None  # the dependency installer dialog, while open
 
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
         """Register the Processing provider (also called by qgis_process, without a GUI)."""
@@ -58,12 +59,15 @@ class FootprintPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        if self.installer is not None:
+            self.installer.close()
+            self.installer = None
 
     def run(self) -> None:
         """Open the dialog and start the background task."""
         missing = missing_packages()
         if missing:
-            self.iface.messageBar().pushMessage(TITLE, install_hint(missing), Qgis.MessageLevel.Critical, 0)
+            self.show_installer(missing)
             return
         from .core.errors import FootprintError
         from .dialog import ExtractDialog
@@ -77,6 +81,19 @@ class FootprintPlugin:
             self.iface.messageBar().pushMessage(TITLE, str(exc), Qgis.MessageLevel.Warning, 8)
             return
         self.start(request)
+
+    def show_installer(self, missing: list[str]):
+        """The dependency installer (not modal: QGIS stays usable while pip runs); returns the dialog."""
+        from .dependencies import dependency_folder, profile_dependency_folder
+        from .install_dialog import InstallDialog
+
+        if self.installer is None or (self.installer.task is None and not self.installer.isVisible()):
+            target = profile_dependency_folder() or dependency_folder(QgsApplication.qgisSettingsDirPath())
+            self.installer = InstallDialog(missing, target, self.iface.mainWindow())
+        self.installer.show()
+        self.installer.raise_()
+        self.installer.activateWindow()
+        return self.installer
 
     def start(self, request, on_done=None):
         """Queue an extraction in the task manager; returns the task."""

@@ -245,7 +245,7 @@ def test_dialog_builds_the_request(qgis_iface, sample_layer, qgis_new_project):
         empty.request()
 
 
-def test_missing_torch_explains_how_to_install(qgis_iface, monkeypatch):
+def test_missing_torch_opens_the_installer(qgis_iface, monkeypatch):
     import footprint_plugin.plugin as plugin_module
 
     monkeypatch.setattr(plugin_module, "missing_packages", lambda: ["torch"])
@@ -253,6 +253,14 @@ def test_missing_torch_explains_how_to_install(qgis_iface, monkeypatch):
     plugin.initGui()
     qgis_iface.messageBar().clear_messages()
     plugin.run()
-    (message,) = qgis_iface.messageBar().get_messages(Qgis.Critical)
-    assert "torch" in message and "pip install" in message
+    dialog = plugin.installer
+    assert dialog is not None and dialog.isVisible() and not dialog.isModal()
+    assert "<b>torch</b>" in dialog.findChild(type(dialog.status)).text()
+    assert dialog.cpu.isVisible() and dialog.cpu.isChecked()  # no NVIDIA driver here
+    command = dialog.command()
+    assert "pip install" in command and "--target" in command and "torch==" in command
+    assert "python/footprint_plugin_packages/py" in command  # inside the QGIS profile
+    assert not qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert plugin.run() is None and plugin.installer is dialog  # a second click shows the same dialog
     plugin.unload()
+    assert plugin.installer is None and not dialog.isVisible()

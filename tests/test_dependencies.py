@@ -1,0 +1,181 @@
+"""The dependency installer: pins, sys.path, real pip runs (failure, cancel, held packages), the QGIS dialog
+and task, and the whole story on a clean QGIS profile: Debian's /usr/bin/python3 without torch, the
+installer run headless into the profile, then qgis_process extracting buildings with that profile."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from osgeo import ogr
+from qgis.PyQt.QtGui import QGuiApplication
+
+from footprint_plugin import dependencies
+from footprint_plugin.install_dialog import InstallDialog
+
+from .helpers import REPO, SAMPLE_RASTER
+
+sys.path.insert(0, str(REPO / "tools"))
+import plugin_package  # noqa: E402
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def plain_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's QGIS: no PYTHONPATH into this checkout, no user site (.pth into .venv)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "QGIS_OPTS")}
+    env.update(PYTHONNOUSERSITE="1", FOOTPRINT_TORCH_INDEX="none", QT_QPA_PLATFORM="offscreen", **extra)
+    return env
+
+
+def test_requirements_are_pinned_for_the_numpy_found():
+    assert dependencies.requirements(["torch", "safetensors"], "1.24.2") == ["torch==2.13.0", "safetensors==0.8.0"]
+    assert dependencies.requirements(["rasterio", "scipy", "shapely"], "1.24.2") == [
+        "rasterio==1.3.11", "scipy==1.13.1", "shapely==2.0.7"]
+    assert dependencies.requirements(["rasterio"], "2.1.3") == ["rasterio==1.4.4"]
+    assert dependencies.requirements(["numpy", "mpmath==1.3.0"], None) == ["numpy", "mpmath==1.3.0"]
+
+
+def test_the_folder_is_per_profile_and_python_and_goes_first_once(tmp_path):
+    folder = dependencies.dependency_folder(tmp_path / "profiles" / "default")
+    assert folder == tmp_path / "profiles/default/python/footprint_plugin_packages" / dependencies.python_tag()
+    assert not dependencies.activate(folder)  # not there yet
+    folder.mkdir(parents=True)
+    try:
+        assert dependencies.activate(folder) and sys.path[0] == str(folder)
+        assert not dependencies.activate(folder) and sys.path.count(str(folder)) == 1
+    finally:
+        sys.path.remove(str(folder))
+
+
+def test_torch_index_cpu_cuda_and_override(monkeypatch):
+    monkeypatch.delenv("FOOTPRINT_TORCH_INDEX", raising=False)
+    assert dependencies.torch_index(False).endswith("/whl/cpu")
+    assert "/whl/cu" in dependencies.torch_index(True)
+    monkeypatch.setenv("FOOTPRINT_TORCH_INDEX", "none")
+    assert dependencies.torch_index(True) == ""
+    monkeypatch.setenv("FOOTPRINT_TORCH_INDEX", "https://mirror.example/torch")
+    assert dependencies.torch_index(False) == "https://mirror.example/torch"
+
+
+def test_check_command_tells_what_is_missing():
+    here = subprocess.run([sys.executable, "-m", "footprint_plugin.dependencies", "check"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert here.returncode == 0 and "all required packages import" in here.stdout
+    system = subprocess.run([SYSTEM_PYTHON, "-m", "footprint_plugin.dependencies", "check"], cwd=REPO,
+                            capture_output=True, text=True, env=plain_env())
+    assert system.returncode == 1 and "torch" in system.stdout
+
+
+def test_a_failed_install_is_one_message_with_pips_last_lines_and_the_command(tmp_path):
+    result = dependencies.install(tmp_path / "deps", packages=["footprint-no-such-package==1.0"], index="")
+    assert not result.ok and not result.cancelled
+    assert "pip's last lines:" in result.message and "footprint-no-such-package" in result.message
+    assert "No matching distribution" in result.message or "ResolutionImpossible" in result.message
+    assert f"--target {tmp_path / 'deps'}" in result.message and result.command in result.message
+
+
+def test_numpy_and_the_packages_qgis_ships_are_never_replaced(tmp_path):
+    for wanted in ("numpy==2.0.0", "scipy==1.16.0"):
+        result = dependencies.install(tmp_path / "deps", python=SYSTEM_PYTHON, packages=[wanted], index="")
+        assert not result.ok, wanted
+        assert "conflicting dependencies" in result.message and "(constraint)" in result.message
+    assert not any((tmp_path / "deps").glob("numpy*")) and not any((tmp_path / "deps").glob("scipy*"))
+
+
+def test_cancel_stops_pip_and_installs_nothing(tmp_path):
+    lines = []
+    result = dependencies.install(tmp_path / "deps", packages=["networkx==3.5"], index="", on_line=lines.append,
+                                  cancelled=lambda: len(lines) >= 2)
+    assert result.cancelled and not result.ok and "cancelled" in result.message
+    assert not any((tmp_path / "deps").glob("networkx*"))
+
+
+def wait_for(qgis_app, condition, timeout=240.0):
+    started = time.monotonic()
+    while not condition():
+        qgis_app.processEvents()
+        time.sleep(0.01)
+        assert time.monotonic() - started < timeout, "timed out"
+
+
+def test_dialog_installs_in_a_task_with_progress_and_lines(qgis_app, tmp_path):
+    target = tmp_path / "deps"
+    # A small real package, with QGIS's Python here (Debian's mpmath is 1.2.1; .venv already has 1.3.0).
+    dialog = InstallDialog(["mpmath==1.3.0"], target, python=SYSTEM_PYTHON)
+    dialog.show()
+    installed = []
+    dialog.installed.connect(lambda: installed.append(True))
+    task = dialog.start()
+    assert not dialog.install_button.isEnabled() and dialog.close_button.text() == "Cancel"
+    assert task.description().startswith("Building footprints: installing")
+    wait_for(qgis_app, lambda: dialog.outcome is not None)
+    assert dialog.outcome.ok, dialog.outcome.message
+    assert installed and dialog.progress.value() == 100
+    assert "Successfully installed mpmath-1.3.0" in dialog.log.toPlainText()
+    assert (target / "mpmath-1.3.0.dist-info").is_dir()
+    assert "--no-deps" in dialog.command() and "mpmath==1.3.0" in dialog.command()
+    sys.path.remove(str(target))
+    dialog.close()
+
+
+def test_dialog_shows_a_failure_and_copies_the_command(qgis_app, tmp_path):
+    dialog = InstallDialog(["footprint-no-such-package==1.0"], tmp_path / "deps")
+    dialog.show()
+    dialog.start()
+    wait_for(qgis_app, lambda: dialog.outcome is not None)
+    assert not dialog.outcome.ok
+    assert "pip's last lines:" in dialog.status.text() and "footprint-no-such-package" in dialog.status.text()
+    assert dialog.install_button.isEnabled() and dialog.close_button.text() == "Close"
+    dialog.copy_button.click()
+    assert QGuiApplication.clipboard().text() == dialog.outcome.command
+    assert "pip install" in dialog.outcome.command
+    dialog.close()
+
+
+@pytest.fixture(scope="module")
+def clean_profile(tmp_path_factory):
+    """A QGIS config root whose default profile has the plugin from the zip and nothing else."""
+    root = tmp_path_factory.mktemp("qgis_config")
+    profile = root / "profiles" / "default"
+    zip_path = plugin_package.package(tmp_path_factory.mktemp("zip") / "footprint_plugin.zip")
+    plugin_package.install(zip_path, profile)
+    return root, profile
+
+
+def qgis_process(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["qgis_process.bin", *args], env=plain_env(QGIS_CUSTOM_CONFIG_PATH=str(root)),
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(not shutil.which("qgis_process.bin"), reason="needs QGIS (make setup installs it)")
+def test_installer_makes_a_clean_qgis_profile_extract(clean_profile, tmp_path):
+    root, profile = clean_profile
+    assert subprocess.run([SYSTEM_PYTHON, "-c", "import torch"], env=plain_env(), capture_output=True).returncode != 0
+    before = qgis_process(root, "run", "footprint:extract_buildings", "--", f"INPUT={SAMPLE_RASTER}",
+                          f"OUTPUT={tmp_path / 'before.gpkg'}")
+    assert before.returncode != 0 and "dependencies install --target" in before.stdout + before.stderr
+    assert not (tmp_path / "before.gpkg").exists()
+
+    target = dependencies.dependency_folder(profile)
+    started = time.monotonic()
+    done = subprocess.run([SYSTEM_PYTHON, "-m", "footprint_plugin.dependencies", "install", "--target", str(target)],
+                          cwd=profile / "python" / "plugins", env=plain_env(), capture_output=True, text=True,
+                          timeout=900)
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Installed torch, safetensors" in done.stdout, done.stdout[-2000:]
+    assert (target / "torch").is_dir() and (target / "safetensors").is_dir()
+    assert not list(target.glob("numpy*")), "numpy must stay QGIS's own"
+    print(f"installer: {seconds:.0f} s")
+
+    output = tmp_path / "after.gpkg"
+    after = qgis_process(root, "run", "footprint:extract_buildings", "--", f"INPUT={SAMPLE_RASTER}", f"OUTPUT={output}")
+    assert after.returncode == 0, after.stdout[-2000:] + after.stderr[-2000:]
+    dataset = ogr.Open(str(output))  # keep the dataset referenced while its layer is used
+    assert dataset.GetLayer(0).GetFeatureCount() > 20  # the default weights on the sample (about 100 buildings)
