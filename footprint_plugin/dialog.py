@@ -15,20 +15,22 @@ from qgis.core import (
 )
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
+from .core.devices import available_devices
 from .core.errors import FootprintError
-from .core.extract import ExtractionParameters
-from .core.inference import TilingOptions, available_devices
-from .core.vectorize import REGULARIZE_MODES
+from .core.parameters import OPTIONS, Option, build_parameters
 from .task import ExtractionRequest
 
 AREA_WHOLE, AREA_VIEW, AREA_SELECTION = "Whole layer", "Current map view", "Selected features of a polygon layer"
@@ -95,28 +97,14 @@ class ExtractDialog(QDialog):
         advanced = QgsCollapsibleGroupBox("Advanced")
         advanced.setCollapsed(True)
         advanced_form = QFormLayout(advanced)
-        self.tile_size = QSpinBox()
-        self.tile_size.setRange(0, 4096)
-        self.tile_size.setSingleStep(32)
-        self.tile_size.setSpecialValueText("model default")
-        self.overlap = QSpinBox()
-        self.overlap.setRange(-1, 2048)
-        self.overlap.setSpecialValueText("quarter tile")
-        self.overlap.setValue(-1)
-        self.batch_size = QSpinBox()
-        self.batch_size.setRange(0, 256)
-        self.batch_size.setSpecialValueText("device default")
-        self.min_area = QDoubleSpinBox()
-        self.min_area.setRange(0, 10000)
-        self.min_area.setValue(5.0)
-        self.min_area.setSuffix(" m²")
-        self.regularize = QComboBox()
-        self.regularize.addItems(REGULARIZE_MODES)
-        self.regularize.setCurrentText("simplify")
-        for label, widget in (("Tile size (px)", self.tile_size), ("Overlap (px)", self.overlap),
-                              ("Batch size", self.batch_size), ("Minimum area", self.min_area),
-                              ("Outline", self.regularize)):
-            advanced_form.addRow(label, widget)
+        self.widgets: dict[str, QWidget] = {}
+        for option in OPTIONS:
+            if option.name == "device":
+                continue  # above, with the devices this machine has
+            self.widgets[option.name] = option_widget(option)
+            advanced_form.addRow(option.label, self.widgets[option.name])
+        self.bands_hint = QLabel()
+        advanced_form.addRow("", self.bands_hint)
         layout.addWidget(advanced)
 
         self.output_file = QgsFileWidget()
@@ -124,7 +112,9 @@ class ExtractDialog(QDialog):
         self.output_file.setFilter("GeoPackage (*.gpkg)")
         form.addRow("Output GeoPackage", self.output_file)
         self.raster_combo.layerChanged.connect(self._suggest_output)
+        self.raster_combo.layerChanged.connect(self._show_bands)
         self._suggest_output(self.raster_combo.currentLayer())
+        self._show_bands(self.raster_combo.currentLayer())
 
         self.hint = QLabel("The extraction runs in the background; you can keep working.")
         layout.addWidget(self.hint)
@@ -137,6 +127,20 @@ class ExtractDialog(QDialog):
     def _suggest_output(self, layer) -> None:
         if layer is not None:
             self.output_file.setFilePath(default_output_path(layer.name()))
+
+    def _show_bands(self, layer) -> None:
+        """The raster's bands, for the band mapping."""
+        if not isinstance(layer, QgsRasterLayer):
+            self.bands_hint.setText("")
+            return
+        names = [f"{band} {layer.bandName(band)}" for band in range(1, layer.bandCount() + 1)]
+        self.bands_hint.setText("Bands of this raster: " + ", ".join(names))
+
+    def values(self) -> dict:
+        """Option name -> chosen value (None: the default)."""
+        values = {name: option_value(OPTION_BY_NAME[name], widget) for name, widget in self.widgets.items()}
+        values["device"] = self.device_combo.currentData()
+        return values
 
     def request(self) -> ExtractionRequest:
         """The choices as a request; raises FootprintError with a message for the user."""
@@ -154,11 +158,7 @@ class ExtractDialog(QDialog):
         if not output.lower().endswith(".gpkg"):
             output += ".gpkg"
         extent, area_geometry = self._area(layer)
-        tiling = TilingOptions(tile_size=self.tile_size.value() or None,
-                               overlap=None if self.overlap.value() < 0 else self.overlap.value(),
-                               batch_size=self.batch_size.value() or None)
-        parameters = ExtractionParameters(weights=weights, device=self.device_combo.currentData(), tiling=tiling,
-                                          min_area_m2=self.min_area.value(), regularize=self.regularize.currentText())
+        parameters = build_parameters(self.values(), weights=weights)
         return ExtractionRequest(layer, output, parameters, extent, area_geometry, f"{layer.name()} buildings")
 
     def _area(self, layer: QgsRasterLayer) -> tuple[QgsRectangle | None, QgsGeometry | None]:
@@ -178,3 +178,50 @@ class ExtractDialog(QDialog):
             geometry.transform(QgsCoordinateTransform(polygons.crs(), layer.crs(), project))
             return geometry.boundingBox(), geometry
         return None, None
+
+
+OPTION_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def option_widget(option: Option) -> QWidget:
+    """A widget for one entry of the shared option table; a default of None shows as the lowest value."""
+    if option.choices:
+        widget = QComboBox()
+        widget.addItems(list(option.choices))
+        widget.setCurrentText(option.default)
+        return widget
+    if option.kind == "bool":
+        widget = QCheckBox()
+        widget.setChecked(bool(option.default))
+        return widget
+    if option.kind == "bands":
+        widget = QLineEdit()
+        widget.setPlaceholderText(f"{option.auto}, or e.g. 1,2,3")
+        return widget
+    widget = QSpinBox() if option.kind == "int" else QDoubleSpinBox()
+    step = 1 if option.kind == "int" else 0.01
+    if option.kind == "float":
+        widget.setDecimals(2)
+        widget.setSingleStep(0.05)
+    low = option.minimum - step if option.default is None else option.minimum
+    widget.setRange(low, option.maximum)
+    if option.default is None:
+        widget.setSpecialValueText(option.auto)  # shown at the lowest value, which means "default"
+        widget.setValue(low)
+    else:
+        widget.setValue(option.default)
+    widget.setToolTip(option.help)
+    return widget
+
+
+def option_value(option: Option, widget: QWidget):
+    """What ``widget`` holds for ``option``; None where it shows the default's text."""
+    if option.choices:
+        return widget.currentText()
+    if option.kind == "bool":
+        return widget.isChecked()
+    if option.kind == "bands":
+        return widget.text().strip() or None
+    if option.default is None and widget.value() == widget.minimum():
+        return None
+    return widget.value()

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 from .dependencies import missing_packages
+from .resource_files import icon_path
 
 MENU = "&Building footprints"
 TITLE = "Building footprints"
-
-
-def icon_path() -> str:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "resources" / "icon.svg", here.parent / "resources" / "icon.svg"):
-        if candidate.is_file():
-            return str(candidate)
-    return ""
 
 
 class FootprintPlugin:

@@ -2,44 +2,48 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (
-    QgsFeature,
-    QgsFeatureSink,
-    QgsField,
-    QgsFields,
-    QgsGeometry,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingProvider,
+    QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
-
-try:  # Qt5 builds
-    REAL = QVariant.Double
-except AttributeError:  # Qt6 builds
-    from qgis.PyQt.QtCore import QMetaType
-
-    REAL = QMetaType.Type.Double
 from qgis.PyQt.QtGui import QIcon
 
+from .core.errors import FootprintError  # plain Python: importable without torch
 from .dependencies import install_hint, missing_packages
+from .resource_files import icon_path
 
-DEVICES = ["auto", "cpu", "cuda"]
-REGULARIZE = ["none", "simplify", "orthogonal"]
+
+def _option_parameter(option):
+    """A Processing parameter for one entry of the engine's shared option table."""
+    key, label = option.key, f"{option.label} (default: {option.describe_default()})"
+    if option.choices:
+        return QgsProcessingParameterEnum(key, label, list(option.choices), defaultValue=option.choices.index(option.default))
+    if option.kind == "bool":
+        return QgsProcessingParameterBoolean(key, label, defaultValue=bool(option.default))
+    if option.kind == "bands":
+        return QgsProcessingParameterString(key, label + ", e.g. 1,2,3", optional=True)
+    number = QgsProcessingParameterNumber
+    kind = number.Type.Integer if option.kind == "int" else number.Type.Double
+    return number(key, label, kind, option.default, optional=option.default is None, minValue=option.minimum,
+                  maxValue=option.maximum)
 
 
 class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
-    INPUT, WEIGHTS, EXTENT, DEVICE = "INPUT", "WEIGHTS", "EXTENT", "DEVICE"
-    TILE_SIZE, OVERLAP, BATCH_SIZE, MIN_AREA, REGULARIZE, OUTPUT = (
-        "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "MIN_AREA", "REGULARIZE", "OUTPUT")
+    INPUT, WEIGHTS, EXTENT, OUTPUT = "INPUT", "WEIGHTS", "EXTENT", "OUTPUT"
 
     def name(self) -> str:
         return "extract_buildings"
@@ -49,77 +53,103 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return ("Extracts building footprints from an RGB raster (GeoTIFF, VRT, XYZ/WMS with an extent) with a "
-                "U-Net, as polygons with fields area_m2 and score. Leave numbers at 0 for the model's defaults.")
+                "U-Net, as polygons with fields area_m2 and score. Options left empty take the model's defaults.")
 
     def createInstance(self):  # noqa: N802
         return ExtractBuildingsAlgorithm()
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        from .core.parameters import OPTIONS
+
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
         self.addParameter(QgsProcessingParameterFile(self.WEIGHTS, "Weights file (empty: bundled default)",
                                                      extension="safetensors", optional=True))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Area (empty: whole raster)", optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
-        integer = QgsProcessingParameterNumber.Type.Integer
-        self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size, px (0: model default)", integer,
-                                                       0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Overlap, px (-1: a quarter tile)", integer,
-                                                       -1, minValue=-1))
-        self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: device default)", integer,
-                                                       0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum area, m²",
-                                                       QgsProcessingParameterNumber.Type.Double, 5.0, minValue=0))
-        self.addParameter(QgsProcessingParameterEnum(self.REGULARIZE, "Outline", REGULARIZE, defaultValue=1))
+        for option in OPTIONS:
+            self.addParameter(_option_parameter(option))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Buildings", QgsProcessing.SourceType.TypeVectorPolygon))
+
+    def _values(self, parameters, context) -> dict:
+        """Option name -> value as chosen (None where left empty)."""
+        from .core.parameters import OPTIONS
+
+        values = {}
+        for option in OPTIONS:
+            key = option.key
+            if option.choices:
+                values[option.name] = option.choices[self.parameterAsEnum(parameters, key, context)]
+            elif option.kind == "bool":
+                values[option.name] = self.parameterAsBoolean(parameters, key, context)
+            elif parameters.get(key) in (None, ""):
+                values[option.name] = None
+            elif option.kind == "bands":
+                values[option.name] = self.parameterAsString(parameters, key, context)
+            elif option.kind == "int":
+                values[option.name] = self.parameterAsInt(parameters, key, context)
+            else:
+                values[option.name] = self.parameterAsDouble(parameters, key, context)
+        return values
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         missing = missing_packages()
         if missing:
             raise QgsProcessingException(install_hint(missing))
-        from .core.errors import FootprintError
-        from .core.extract import ExtractionParameters, extract_buildings
-        from .core.inference import TilingOptions
-        from .qgis_reader import QgisProviderReader
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("Choose a raster layer as INPUT.")
+        error, outputs = None, None
+        try:
+            outputs = self._extract(layer, parameters, context, feedback)
+        except (FootprintError, QgsProcessingException) as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in the engine must not look like success either
+            error = f"Unexpected error ({type(exc).__name__}: {exc})"
+        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
+            raise QgsProcessingException(error)
+        return outputs
+
+    def _extract(self, layer, parameters, context, feedback) -> dict:
+        from .core.parameters import build_parameters
+        from .core.pipeline import Area, run
+        from .qgis_reader import QgisProviderReader
+        from .qgis_sink import FeatureSinkAdapter, building_fields
+
         extent = None
         if parameters.get(self.EXTENT):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
-        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
-        options = ExtractionParameters(
-            weights=self.parameterAsFile(parameters, self.WEIGHTS, context) or None,
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            tiling=TilingOptions(tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
-                                 overlap=None if overlap < 0 else overlap,
-                                 batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or None),
-            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            regularize=REGULARIZE[self.parameterAsEnum(parameters, self.REGULARIZE, context)],
-        )
-        fields = QgsFields()
-        fields.append(QgsField("area_m2", REAL))
-        fields.append(QgsField("score", REAL))
-        error = None
-        try:
-            with QgisProviderReader(layer, extent) as reader:
-                result = extract_buildings(reader, options, progress=lambda f, _m: feedback.setProgress(100 * f),
-                                           cancelled=feedback.isCanceled, warn=feedback.pushWarning)
-        except FootprintError as exc:
-            error = str(exc)
-        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
-            raise QgsProcessingException(error)
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.Polygon, layer.crs())
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for building in result.buildings:
-            feature = QgsFeature(fields)
-            feature.setGeometry(QgsGeometry.fromWkt(building.geometry.wkt))
-            feature.setAttributes([round(building.area_m2, 2), round(building.score, 4)])
-            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
-        feedback.pushInfo(f"{len(result.buildings)} buildings in {result.seconds:.1f} s on {result.device} "
-                          f"(weights {result.card.name})")
+        options = build_parameters(self._values(parameters, context),
+                                   weights=self.parameterAsFile(parameters, self.WEIGHTS, context) or None)
+        area = Area(extent=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+                    if extent is not None else None)
+        with QgisProviderReader(layer, extent) as reader:
+            fields = building_fields()
+            sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.Polygon,
+                                                 layer.crs())
+            if sink is None:
+                raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+            adapter = FeatureSinkAdapter(sink, fields, dest_id)
+            del sink  # the adapter holds the only reference: releasing it closes the file
+            summary = run(reader, options, adapter, area, progress=lambda f, _m: feedback.setProgress(100 * f),
+                          cancel=feedback.isCanceled, warn=feedback.pushWarning)
+        adapter.release()
+        check_written(dest_id, adapter.count)
+        feedback.pushInfo(summary.message())
         return {self.OUTPUT: dest_id}
+
+
+def check_written(dest_id: str, count: int) -> None:
+    """A file destination, once closed, must open and hold every building: the final flush is checked."""
+    path = dest_id.split("|")[0]
+    if not Path(path).is_file():
+        if "://" in dest_id or dest_id.startswith("memory") or not Path(path).suffix:
+            return  # a memory layer or a database: nothing on disk to check
+        raise FootprintError(f"Output {dest_id}: the file was not written.")
+    layer = QgsVectorLayer(dest_id, "check", "ogr")
+    written = layer.featureCount() if layer.isValid() else -1
+    del layer
+    if written != count:
+        raise FootprintError(f"Output {dest_id}: the file cannot be read back or holds {max(written, 0)} of {count} "
+                              "buildings (is the disk full?).")
 
 
 class FootprintProvider(QgsProcessingProvider):
@@ -130,9 +160,12 @@ class FootprintProvider(QgsProcessingProvider):
         return "Building footprints"
 
     def icon(self):
-        from .plugin import icon_path
-
         return QIcon(icon_path())
 
     def loadAlgorithms(self) -> None:  # noqa: N802
         self.addAlgorithm(ExtractBuildingsAlgorithm())
+        from .processing_evaluate import EvaluateBuildingsAlgorithm  # the trainer itself loads only when run
+        from .processing_finetune import TrainModelAlgorithm
+
+        self.addAlgorithm(TrainModelAlgorithm())
+        self.addAlgorithm(EvaluateBuildingsAlgorithm())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from qgis.core import (
     Qgis,
@@ -17,10 +16,12 @@ from qgis.core import (
     QgsTask,
     QgsVectorLayer,
 )
+from shapely import wkb
 
 from .core.errors import CancelledError, FootprintError
-from .core.extract import ExtractionParameters, extract_buildings, load_model
-from .core.output import check_output_path, write_geopackage
+from .core.parameters import ExtractionParameters
+from .core.pipeline import Area, run
+from .core.sinks import LAYER_NAME, check_output_path, open_output
 from .qgis_reader import QgisProviderReader
 from .style import style_buildings_layer
 
@@ -78,6 +79,7 @@ class ExtractionTask(QgsTask):
         self.outcome: Success | Failed | Cancelled | None = None
         self.result_layer: QgsVectorLayer | None = None
         self._reader_error: str | None = None
+        self.area = _area(request)  # QGIS geometry to shapely here, on the main thread
         try:  # the provider clone must be made on the main thread
             self.reader = QgisProviderReader(request.layer, request.extent)
         except FootprintError as exc:
@@ -91,20 +93,12 @@ class ExtractionTask(QgsTask):
         request = self.request
         try:
             check_output_path(request.output)
-            model = load_model(request.parameters.weights)
-            result = extract_buildings(self.reader, request.parameters, progress=lambda f, _m: self.setProgress(100 * f),
-                                       cancelled=self.isCanceled, model=model)
-            buildings = result.buildings
-            if request.area_geometry is not None:
-                area = request.area_geometry
-                buildings = [b for b in buildings if area.contains(QgsGeometry.fromWkt(b.geometry.centroid.wkt))]
-            if self.isCanceled():
-                raise CancelledError()
+            sink = open_output(request.output, self.reader.crs_wkt, self.reader.transform, self.reader.name)
+            summary = run(self.reader, request.parameters, sink, self.area, progress=lambda f, _m: self.setProgress(100 * f),
+                          cancel=self.isCanceled)
             name = request.layer_name or f"{request.layer.name()} buildings"
-            metadata = {"source_raster": request.layer.source(), "weights": Path(result.weights_path).name,
-                        "weights_name": result.card.name, "device": result.device}
-            write_geopackage(request.output, buildings, result.crs_wkt, metadata=metadata)
-            self.outcome = Success(name, request.output, len(buildings), result.seconds, result.device, result.warnings)
+            self.outcome = Success(name, request.output, summary.count, summary.seconds, summary.device,
+                                   summary.warnings)
             return True
         except CancelledError:
             self.outcome = Cancelled()
@@ -120,7 +114,8 @@ class ExtractionTask(QgsTask):
             self.reader.close()
         outcome = self.outcome or Cancelled()
         if ok and isinstance(outcome, Success):
-            layer = QgsVectorLayer(f"{outcome.output}|layername=buildings", outcome.layer_name, "ogr")
+            source = f"{outcome.output}|layername={LAYER_NAME}" if outcome.output.lower().endswith(".gpkg") else outcome.output
+            layer = QgsVectorLayer(source, outcome.layer_name, "ogr")
             if layer.isValid():
                 style_buildings_layer(layer, self.request, outcome)
                 QgsProject.instance().addMapLayer(layer)
@@ -144,3 +139,13 @@ class ExtractionTask(QgsTask):
         if self.iface is not None and self.iface.messageBar() is not None:
             seconds = 0 if level == levels.Critical else 8  # errors stay until closed
             self.iface.messageBar().pushMessage(LOG_TAG, outcome.message(), level, seconds)
+
+
+def _area(request: ExtractionRequest) -> Area:
+    """The request's extent and polygon (layer CRS) for the engine's area filter."""
+    extent = request.extent
+    polygon = request.area_geometry
+    return Area(
+        extent=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()) if extent else None,
+        polygon=wkb.loads(bytes(polygon.asWkb())) if polygon is not None and not polygon.isEmpty() else None,
+    )

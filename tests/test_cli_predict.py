@@ -77,7 +77,7 @@ def _bad_inputs(tmp_path, weights):
         "missing folder": (["--input", str(rgb), "--output", str(tmp_path / "no" / "out.gpkg")], "does not exist"),
         "output is a folder": (["--input", str(rgb), "--output", str(tmp_path)], "GeoPackage"),
         "bad band mapping": (["--input", str(rgb), "--output", out, "--bands", "1,2,7"], "has 3 band"),
-        "bad tile size": (["--input", str(rgb), "--output", out, "--tile-size", "30"], "multiple of"),
+        "bad tile size": (["--input", str(rgb), "--output", out, "--tile-size", "90"], "multiple of"),
     }
 
 

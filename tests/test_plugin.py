@@ -225,14 +225,27 @@ def test_dialog_builds_the_request(qgis_iface, sample_layer, qgis_new_project):
     dialog = ExtractDialog(qgis_iface)
     assert dialog.raster_combo.currentLayer() == sample_layer
     assert dialog.output_file.filePath().endswith("sample_buildings.gpkg")
-    dialog.min_area.setValue(12.5)
-    dialog.regularize.setCurrentText("orthogonal")
-    dialog.tile_size.setValue(128)
+    assert "1 Band 1" in dialog.bands_hint.text() or "Red" in dialog.bands_hint.text(), dialog.bands_hint.text()
+    defaults = dialog.request().parameters
+    assert defaults.seed_threshold is None and defaults.working_resolution_m is None and defaults.bands is None
+    widgets = dialog.widgets
+    widgets["min_area"].setValue(12.5)
+    widgets["regularize"].setCurrentText("orthogonal")
+    widgets["tile_size"].setValue(128)
+    widgets["seed_threshold"].setValue(0.45)
+    widgets["working_resolution"].setValue(0.25)
+    widgets["bands"].setText("3,2,1")
+    widgets["flip_tta"].setChecked(True)
+    widgets["backend"].setCurrentText("torch")
     request = dialog.request()
     assert request.layer == sample_layer and request.extent is None
-    assert request.parameters.min_area_m2 == 12.5 and request.parameters.regularize == "orthogonal"
-    assert request.parameters.tiling.tile_size == 128 and request.parameters.tiling.overlap is None
-    assert request.parameters.weights is None  # bundled default
+    parameters = request.parameters
+    assert parameters.min_area_m2 == 12.5 and parameters.regularize == "orthogonal"
+    assert parameters.tiling.tile_size == 128 and parameters.tiling.overlap is None
+    assert parameters.seed_threshold == pytest.approx(0.45) and parameters.mask_threshold is None
+    assert parameters.working_resolution_m == pytest.approx(0.25) and parameters.bands == [3, 2, 1]
+    assert parameters.tiling.flip_tta and parameters.tiling.backend == "torch"
+    assert parameters.weights is None  # bundled default
     dialog.area_combo.setCurrentText(AREA_SELECTION)
     with pytest.raises(FootprintError, match="Select one or more features"):
         dialog.request()
@@ -264,3 +277,46 @@ def test_missing_torch_opens_the_installer(qgis_iface, monkeypatch):
     assert plugin.run() is None and plugin.installer is dialog  # a second click shows the same dialog
     plugin.unload()
     assert plugin.installer is None and not dialog.isVisible()
+
+
+def test_dialog_processing_and_cli_offer_the_same_options(qgis_iface, provider, sample_layer):
+    import argparse
+
+    from footprint_plugin.core.parameters import OPTIONS
+    from footprint_plugin.dialog import ExtractDialog
+    from trainer.predict import add_arguments
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("footprint:extract_buildings")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = {action.dest: action for action in parser._actions}
+    dialog = ExtractDialog(qgis_iface)
+    for option in OPTIONS:
+        definition = algorithm.parameterDefinition(option.key)
+        assert definition is not None, option.key
+        assert option.name in flags and flags[option.name].default is None  # None: the shared default applies
+        assert option.name in dialog.widgets or option.name == "device"
+        assert option.describe_default() in definition.description()
+        assert option.describe_default() in flags[option.name].help
+
+
+def test_processing_fails_when_the_output_cannot_be_saved(provider, sample_layer, weights, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (folder / "filler").write_bytes(b"\0" * 390 * 1024)
+        message = ""
+        try:
+            processing.run("footprint:extract_buildings", {
+                "INPUT": sample_layer, "WEIGHTS": weights, "DEVICE": 1, "MIN_AREA": 0.0,
+                "OUTPUT": str(folder / "buildings.gpkg")})
+        except QgsProcessingException as exc:
+            message = str(exc)
+        assert "buildings.gpkg" in message, message
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -107,41 +107,15 @@ class PlaceScore:
 
 
 def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model) -> PlaceScore:
-    """Buildings of one raster against its labels, in pixel space (truth clipped to the raster)."""
-    import numpy as np
-    from rasterio.features import rasterize
-    from shapely import affinity
-    from shapely.geometry import box
-
+    """Buildings of one raster against its labels, with the project's one scorer (pixel space, truth clipped)."""
     from footprint_plugin.core.extract import extract_buildings
-    from footprint_plugin.core.geo import ground_resolution_m
     from footprint_plugin.core.readers import RasterioReader
-    from trainer.scoring import error_kinds, match_buildings
-    from trainer.vectors import read_polygons
+    from trainer.scoring import score_raster_buildings
 
     with RasterioReader(raster) as reader:
         result = extract_buildings(reader, parameters, model=model)
-        inverse = ~reader.transform
-        width, height, crs = reader.width, reader.height, reader.crs_wkt
-        res_x, res_y = ground_resolution_m(crs, reader.transform, width, height)
-    matrix = [inverse.a, inverse.b, inverse.d, inverse.e, inverse.xoff, inverse.yoff]
-    frame = box(0, 0, width, height)
-    min_px = min_area_m2 / (res_x * res_y)
-    truth = []
-    for geometry in read_polygons(labels, crs).geometries:
-        clipped = affinity.affine_transform(geometry, matrix).intersection(frame)
-        if not clipped.is_empty and clipped.area >= min_px:
-            truth.append(clipped)
-    predicted = [affinity.affine_transform(b.geometry, matrix) for b in result.buildings]
-    scores = [b.score for b in result.buildings]
-    counts = match_buildings(truth, predicted, scores, 0.5)
-    shape = (height, width)
-    truth_mask = rasterize([(g, 1) for g in truth], out_shape=shape, dtype="uint8") if truth else np.zeros(shape, "uint8")
-    pred_mask = rasterize([(g, 1) for g in predicted], out_shape=shape, dtype="uint8") if predicted else np.zeros(shape, "uint8")
-    matched = {truth_index for _, truth_index, _ in counts.matches}
-    kinds = error_kinds(truth, predicted, counted=set(range(len(truth))) - matched)
-    return PlaceScore(counts.tp, counts.fp, counts.fn, float(((truth_mask > 0) & (pred_mask > 0)).sum()),
-                      float(((truth_mask > 0) | (pred_mask > 0)).sum()), kinds.missed, kinds.merged, kinds.split)
+    one = score_raster_buildings(raster, labels, result.buildings, min_area_m2)
+    return PlaceScore(one.tp, one.fp, one.fn, one.intersection, one.union, one.missed, one.merged, one.split)
 
 
 def report(model, split: dict, parameters, min_area_m2: float = 5.0) -> dict[str, PlaceScore]:

@@ -18,11 +18,13 @@ import rasterio.errors
 from rasterio.features import rasterize
 
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage
+from footprint_plugin.core.parameters import ExtractionParameters
+from footprint_plugin.core.pipeline import run
 from footprint_plugin.core.readers import RasterioReader
+from footprint_plugin.core.sinks import ListSink, TeeSink, open_output
 
-from .evaluate import evaluate, read_vector_pair
 from .progress import ProgressBar
+from .scoring import MIN_TRUTH_AREA_M2, score_raster_buildings
 from .vectors import read_polygons
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,22 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     gpkg, png = out / "demo_buildings.gpkg", out / "demo_overlay.png"
     try:
         bar = ProgressBar("demo")
+        found = ListSink()
         with RasterioReader(args.input) as reader:
-            result = extract_to_geopackage(reader, gpkg, ExtractionParameters(weights=args.weights), progress=bar)
+            sink = TeeSink(open_output(gpkg, reader.crs_wkt, reader.transform, reader.name), found)
+            result = run(reader, ExtractionParameters(weights=args.weights), sink, progress=bar)
         bar.close()
-        truth, pred, _ = read_vector_pair(args.labels, str(gpkg))
-        scores = evaluate(truth, pred, 0.5, 20.0)
-        predicted = read_polygons(str(gpkg), result.crs_wkt).geometries
+        scores = score_raster_buildings(args.input, args.labels, found.buildings)
         truth_native = read_polygons(args.labels, result.crs_wkt).geometries
-        overlay_png(Path(args.input), predicted, truth_native, png)
+        overlay_png(Path(args.input), [b.geometry for b in found.buildings], truth_native, png)
     except FootprintError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"weights: {Path(result.weights_path).name} ({result.card.name})")
     print(f"{result.count} buildings in {result.seconds:.1f} s on {result.device} -> {gpkg}")
     print(f"overlay (orange: predicted, cyan: OpenStreetMap) -> {png}")
-    print(f"F1 against the {scores['tp'] + scores['fn']} OpenStreetMap buildings (IoU >= 0.5): {scores['f1']:.3f} "
-          f"(precision {scores['precision']:.3f}, recall {scores['recall']:.3f})")
+    print(f"F1 against the {scores.tp + scores.fn} OpenStreetMap buildings inside the raster (IoU >= 0.5, "
+          f"truth under {MIN_TRUTH_AREA_M2:g} m2 ignored): {scores.f1:.3f} "
+          f"(precision {scores.precision:.3f}, recall {scores.recall:.3f}; pixel IoU {scores.pixel_iou:.3f})")
     return 0
 
 

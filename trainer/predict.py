@@ -1,7 +1,7 @@
-"""Extract building footprints from a raster into a GeoPackage layer named ``buildings``.
+"""Extract building footprints from a raster into a vector file or a SpaceNet proposals CSV.
 
 Output polygons are in the raster's CRS with fields area_m2 (ground area) and
-score (mean building probability).
+score (mean building probability); a .gpkg holds them in layer ``buildings``.
 """
 
 from __future__ import annotations
@@ -9,49 +9,46 @@ from __future__ import annotations
 import argparse
 import sys
 
-from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage
-from footprint_plugin.core.inference import TilingOptions
+from footprint_plugin.core.extract import extract_to_file
+from footprint_plugin.core.parameters import OPTIONS, Option, build_parameters
 from footprint_plugin.core.readers import RasterioReader
-from footprint_plugin.core.vectorize import REGULARIZE_MODES
+from footprint_plugin.core.sinks import OUTPUT_SUFFIXES
 
 from .progress import ProgressBar
+
+_TYPES = {"int": int, "float": float, "str": str, "bands": str}
+
+
+def add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    """One entry of the shared option table as a command-line flag."""
+    help_text = f"{option.help} (default: {option.describe_default()})"
+    if option.kind == "bool":
+        parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
+        return
+    parser.add_argument(option.flag, type=_TYPES[option.kind], choices=option.choices or None, default=None,
+                        help=help_text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="raster file GDAL can read (GeoTIFF, VRT, ...)")
-    parser.add_argument("--output", required=True, help="GeoPackage to write (.gpkg); replaced if it exists")
+    parser.add_argument("--output", required=True,
+                        help=f"file to write, its format by extension ({', '.join(OUTPUT_SUFFIXES)}): .gpkg = layer "
+                             "buildings, .csv = SpaceNet proposals in the raster's pixels; replaced if it exists")
     parser.add_argument("--weights", help="weights file (default: the bundled default model)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu or cuda")
-    parser.add_argument("--tile-size", type=int, help="tile side in model pixels (default: the model's)")
-    parser.add_argument("--overlap", type=int, help="tile overlap in pixels (default: a quarter tile)")
-    parser.add_argument("--batch-size", type=int, help="tiles per forward pass (default 16 on CUDA, 4 on CPU)")
-    parser.add_argument("--min-area", type=float, default=5.0, help="drop buildings smaller than this, m2 (default 5)")
-    parser.add_argument("--regularize", choices=REGULARIZE_MODES, default="simplify",
-                        help="outline clean-up (default simplify)")
-    parser.add_argument("--bands", type=lambda s: [int(b) for b in s.split(",")],
-                        help="source bands feeding the model's inputs, e.g. 1,2,3 or 5,3,2 (default: by colour)")
-    parser.add_argument("--flip-tta", action="store_true", help="average with horizontally flipped tiles (slower)")
-    parser.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
-                        help="runtime: auto/torch = PyTorch, onnxruntime = ONNX Runtime on CPU (if installed)")
+    for option in OPTIONS:
+        add_option(parser, option)
     parser.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    parameters = ExtractionParameters(
-        weights=args.weights,
-        device=args.device,
-        tiling=TilingOptions(args.tile_size, args.overlap, args.batch_size, amp=not args.no_amp, flip_tta=args.flip_tta,
-                            backend=args.backend),
-        min_area_m2=args.min_area,
-        regularize=args.regularize,
-        bands=args.bands,
-    )
+    parameters = build_parameters({option.name: getattr(args, option.name) for option in OPTIONS},
+                                  weights=args.weights, amp=not args.no_amp)
     bar = None if args.quiet else ProgressBar("predict")
     with RasterioReader(args.input) as reader:
         try:
-            result = extract_to_geopackage(reader, args.output, parameters, progress=bar,
-                                           warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+            result = extract_to_file(reader, args.output, parameters, progress=bar,
+                                     warn=lambda message: print(f"warning: {message}", file=sys.stderr))
         finally:
             if bar:
                 bar.close()

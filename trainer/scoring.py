@@ -115,3 +115,76 @@ def error_kinds(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeometry]
     return ErrorKinds(missed=sum(1 for found in kept if not found),
                       merged=sum(1 for found in kept if any(covers_count[c] > 1 for c in found)),
                       split=sum(1 for found in kept if len(found) > 1))
+
+
+@dataclass
+class RasterScore:
+    """One raster's predictions against its labels: SpaceNet counts, pixel overlap, error kinds."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    intersection: float = 0.0  # building pixels both in truth and prediction
+    union: float = 0.0
+    missed: int = 0  # unmatched truth buildings no prediction covers 20% of (error_kinds)
+    merged: int = 0
+    split: int = 0
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def pixel_iou(self) -> float:
+        return self.intersection / self.union if self.union else 0.0
+
+
+MIN_TRUTH_AREA_M2 = 5.0  # truth buildings smaller than this (after clipping to the raster) are ignored
+
+
+def score_raster_buildings(raster: str, labels: str, buildings: Sequence, min_area_m2: float = MIN_TRUTH_AREA_M2,
+                           iou_threshold: float = 0.5) -> RasterScore:
+    """The project's one scorer: ``buildings`` (with ``geometry`` in the raster's CRS and ``score``) against
+    the polygons of ``labels``, in the raster's pixel space, truth clipped to the raster's frame.
+
+    ``make demo`` and ``tools/default_model.py report`` both use it, so they give the same F1 for a raster.
+    """
+    import numpy as np
+    from rasterio.features import rasterize
+    from shapely import affinity
+    from shapely.geometry import box
+
+    from footprint_plugin.core.geo import ground_resolution_m
+    from footprint_plugin.core.readers import RasterioReader
+
+    from .vectors import read_polygons
+
+    with RasterioReader(raster) as reader:
+        inverse = ~reader.transform
+        width, height, crs = reader.width, reader.height, reader.crs_wkt
+        res_x, res_y = ground_resolution_m(crs, reader.transform, width, height)
+    matrix = [inverse.a, inverse.b, inverse.d, inverse.e, inverse.xoff, inverse.yoff]
+    frame = box(0, 0, width, height)
+    min_px = min_area_m2 / (res_x * res_y)
+    truth = []
+    for geometry in read_polygons(labels, crs).geometries:
+        clipped = affinity.affine_transform(geometry, matrix).intersection(frame)
+        if not clipped.is_empty and clipped.area >= min_px:
+            truth.append(clipped)
+    predicted = [affinity.affine_transform(b.geometry, matrix) for b in buildings]
+    counts = match_buildings(truth, predicted, [b.score for b in buildings], iou_threshold)
+    shape = (height, width)
+    truth_mask = rasterize([(g, 1) for g in truth], out_shape=shape, dtype="uint8") if truth else np.zeros(shape, "uint8")
+    pred_mask = rasterize([(g, 1) for g in predicted], out_shape=shape, dtype="uint8") if predicted else np.zeros(shape, "uint8")
+    matched = {truth_index for _, truth_index, _ in counts.matches}
+    kinds = error_kinds(truth, predicted, counted=set(range(len(truth))) - matched)
+    return RasterScore(counts.tp, counts.fp, counts.fn, float(((truth_mask > 0) & (pred_mask > 0)).sum()),
+                       float(((truth_mask > 0) | (pred_mask > 0)).sum()), kinds.missed, kinds.merged, kinds.split)

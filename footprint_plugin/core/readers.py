@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
@@ -72,6 +72,14 @@ class WindowReader(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_error(name: str, window: tuple[float, float, float, float], exc: BaseException) -> FootprintError:
+    """A read failure (I/O error, corrupt block) as one line naming the file and the pixel window."""
+    col, row, width, height = window
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return FootprintError(f"Input raster {name}: cannot read the pixels at column {col:.0f}, row {row:.0f} "
+                          f"({width:.0f} x {height:.0f} px): {detail}")
 
 
 def check_dtype(reader: WindowReader) -> None:
@@ -175,11 +183,14 @@ class RasterioReader(WindowReader):
     def read(self, window, out_shape, bands):
         dataset = self._dataset()
         win = Window(*window)
-        resampling = Resampling.bilinear
-        data = dataset.read(bands, window=win, out_shape=(len(bands), *out_shape), resampling=resampling)
-        # GDAL's mask band: nodata, alpha band or internal mask, per dataset or per band. With
-        # per-band nodata a pixel is missing only when every band is (a dark pixel may have one 0).
-        masks = dataset.read_masks(bands, window=win, out_shape=(len(bands), *out_shape), resampling=Resampling.nearest)
+        try:
+            data = dataset.read(bands, window=win, out_shape=(len(bands), *out_shape), resampling=Resampling.bilinear)
+            # GDAL's mask band: nodata, alpha band or internal mask, per dataset or per band. With
+            # per-band nodata a pixel is missing only when every band is (a dark pixel may have one 0).
+            masks = dataset.read_masks(bands, window=win, out_shape=(len(bands), *out_shape),
+                                       resampling=Resampling.nearest)
+        except (RasterioError, OSError) as exc:
+            raise read_error(self.path, window, exc) from None
         return data, np.any(masks > 0, axis=0)
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio.features import shapes
@@ -22,6 +23,9 @@ from shapely.geometry import LineString, Polygon, shape
 from shapely.validation import make_valid
 
 from .errors import FootprintError
+
+if TYPE_CHECKING:
+    from .blocks import ClaimMask
 
 REGULARIZE_MODES = ("none", "simplify", "orthogonal")
 _CROSS = ndimage.generate_binary_structure(2, 1)
@@ -170,32 +174,13 @@ def orthogonalize(polygon: Polygon) -> Polygon:
     return affinity.rotate(candidate, angle, origin=origin)
 
 
-class ClaimMask:
-    """Which pixels of some grid columns a column block emitted, packed 8 per byte, for all rows.
-
-    The block on the right skips them, so a building that one block emitted whole is not
-    emitted again, and the pixels nobody emitted yet are emitted by the next block.
-    """
-
-    def __init__(self, height: int, column_start: int, column_end: int) -> None:
-        self.column_start, self.column_end = column_start, column_end
-        self._bits = np.zeros((height, (column_end - column_start + 7) // 8), np.uint8)
-
-    def mark(self, row: int, mask: np.ndarray) -> None:
-        """OR ``mask`` (rows, column_end - column_start) into the claims from grid row ``row``."""
-        self._bits[row : row + len(mask)] |= np.packbits(mask, axis=1)
-
-    def get(self, row: int, rows: int) -> np.ndarray:
-        return np.unpackbits(self._bits[row : row + rows], axis=1, count=self.column_end - self.column_start).astype(bool)
-
-
 class StripVectorizer:
     """Turns probability strips (top to bottom) into :class:`Building` objects.
 
     Keeps the rows of building regions that may still continue below; a region
     is emitted when it no longer touches the newest row.
 
-    For one column block of a wide raster (see ``inference.plan_column_blocks``;
+    For one column block of a wide raster (see ``blocks.plan_column_blocks``;
     columns here are the block's own, ``column_offset`` is its first grid column):
     the block emits pixels in columns [``owned_columns[0]``, ``emit_end``) only.
     Regions that start right of its own columns are left to the next block;

@@ -1,0 +1,148 @@
+"""The run's parameters, and the one table of user options the three front ends are built from.
+
+The command line (argparse), the Processing algorithm and the dialog's Advanced section all
+list :data:`OPTIONS` with the same names, defaults and choices, and turn what the user chose
+into :class:`ExtractionParameters` with :func:`build_parameters`. ``None`` as a default means
+"the model's (or the device's) own value"; each front end shows that as its ``auto`` text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FootprintError
+from .tiling import BACKENDS, TilingOptions
+from .vectorize import REGULARIZE_MODES, VectorizeOptions
+from .weights import ModelCard
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class ExtractionParameters:
+    """Everything a run needs besides the raster and the area; ``None`` takes defaults."""
+
+    weights: str | None = None
+    device: str = "auto"
+    tiling: TilingOptions = field(default_factory=TilingOptions)
+    min_area_m2: float = 5.0
+    regularize: str = "simplify"
+    bands: list[int] | None = None
+    mask_threshold: float | None = None  # model card's when None
+    seed_threshold: float | None = None
+    working_resolution_m: float | None = None  # model card's ground resolution when None
+    instances: str = "three_class"  # "binary" ignores the border class (for comparison)
+
+
+def vectorize_options(parameters: ExtractionParameters, card: ModelCard) -> VectorizeOptions:
+    """The post-processing of a run: the parameters' settings, thresholds from the model card unless given."""
+    post = card.postprocess
+    return VectorizeOptions(
+        mask_threshold=float(post.get("mask_threshold", 0.5)) if parameters.mask_threshold is None
+        else parameters.mask_threshold,
+        seed_threshold=float(post.get("seed_threshold", 0.5)) if parameters.seed_threshold is None
+        else parameters.seed_threshold,
+        min_area_m2=parameters.min_area_m2,
+        regularize=parameters.regularize,
+        instances=parameters.instances,
+    )
+
+
+@dataclass(frozen=True)
+class Option:
+    """One user option: ``kind`` is int, float, str (with ``choices``), bool or bands."""
+
+    name: str
+    kind: str
+    default: Any
+    label: str
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    auto: str = ""  # what the default None means, e.g. "the model's"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def key(self) -> str:
+        return self.name.upper()
+
+    def describe_default(self) -> str:
+        if self.default is None:
+            return self.auto
+        if self.kind == "bool":
+            return "off" if not self.default else "on"
+        return str(self.default)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("device", "str", "auto", "Device", "auto (CUDA, then MPS, then CPU), cpu, cuda or mps", DEVICES),
+    Option("backend", "str", "auto", "Runtime", "auto/torch = PyTorch, onnxruntime = ONNX Runtime on CPU", BACKENDS),
+    Option("bands", "bands", None, "Band mapping", "source bands feeding the model's inputs, e.g. 1,2,3 or 5,3,2",
+           auto="by colour interpretation"),
+    Option("flip_tta", "bool", False, "Test-time flips", "average with horizontally flipped tiles (slower)"),
+    Option("seed_threshold", "float", None, "Seed threshold", "interior probability that seeds a building "
+           "(lower: more sensitive)", minimum=0.01, maximum=0.99, auto="the model's"),
+    Option("mask_threshold", "float", None, "Mask threshold", "building probability that counts as building "
+           "(lower: more sensitive)", minimum=0.01, maximum=0.99, auto="the model's"),
+    Option("working_resolution", "float", None, "Processing resolution (m)", "ground resolution the raster is "
+           "resampled to for the model, metres", minimum=0.02, maximum=10.0, auto="the model's"),
+    Option("min_area", "float", 5.0, "Minimum area (m²)", "drop buildings smaller than this, m2", minimum=0.0,
+           maximum=100000.0),
+    Option("regularize", "str", "simplify", "Outline", "outline clean-up", REGULARIZE_MODES),
+    Option("tile_size", "int", None, "Tile size (px)", "tile side in model pixels", minimum=32, maximum=4096,
+           auto="the model's"),
+    Option("overlap", "int", None, "Overlap (px)", "tile overlap in pixels", minimum=0, maximum=2048,
+           auto="a quarter tile"),
+    Option("batch_size", "int", None, "Batch size", "tiles per forward pass", minimum=1, maximum=1024,
+           auto="16 on CUDA, 4 elsewhere"),
+)
+OPTION = {option.name: option for option in OPTIONS}
+
+
+def parse_bands(text: str | list[int] | None) -> list[int] | None:
+    """``"5,3,2"`` -> [5, 3, 2]; empty -> None (by colour interpretation)."""
+    if text is None or isinstance(text, list):
+        return text or None
+    text = str(text).strip()
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise FootprintError(f"Band mapping {text!r}: give band numbers separated by commas, e.g. 1,2,3.") from None
+
+
+def check_value(option: Option, value: Any) -> Any:
+    """``value`` checked against the option's choices and range; ``None`` stays None (the default)."""
+    if value is None:
+        return None
+    if option.choices and value not in option.choices and not (option.name == "device" and str(value).startswith("cuda:")):
+        raise FootprintError(f"{option.label}: {value!r} is not one of {', '.join(option.choices)}.")
+    if option.kind in ("int", "float"):
+        if option.minimum is not None and value < option.minimum or option.maximum is not None and value > option.maximum:
+            raise FootprintError(f"{option.label}: {value} must lie between {option.minimum:g} and {option.maximum:g}.")
+    return value
+
+
+def build_parameters(values: Mapping[str, Any], weights: str | None = None, amp: bool = True) -> ExtractionParameters:
+    """:class:`ExtractionParameters` from option name -> value (missing or None: the default)."""
+    chosen = {}
+    for option in OPTIONS:
+        value = values.get(option.name)
+        if option.kind == "bands":
+            value = parse_bands(value)
+        chosen[option.name] = check_value(option, value)
+    pick = {name: option.default if chosen[name] is None else chosen[name] for name, option in OPTION.items()}
+    tiling = TilingOptions(pick["tile_size"], pick["overlap"], pick["batch_size"], amp=amp,
+                           flip_tta=bool(pick["flip_tta"]), backend=pick["backend"])
+    return ExtractionParameters(weights=weights or None, device=pick["device"], tiling=tiling,
+                                min_area_m2=float(pick["min_area"]), regularize=pick["regularize"],
+                                bands=pick["bands"], mask_threshold=pick["mask_threshold"],
+                                seed_threshold=pick["seed_threshold"],
+                                working_resolution_m=pick["working_resolution"])

@@ -1,0 +1,197 @@
+"""The one extraction pipeline: raster in, buildings streamed into a sink.
+
+The command line, the QGIS task and the Processing algorithm all call :func:`run`; each passes
+a sink (a vector file or CSV writer, a QgsFeatureSink adapter, a list). Inference runs in a
+worker thread while this thread vectorises and writes; an error or a cancel in any stage
+stops every stage, the sink's ``abort()`` drops what was written, and no thread is left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rasterio.transform import Affine
+from shapely import prepared
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from torch import nn
+
+from .blocks import block_vectorizers, plan_column_blocks
+from .errors import CancelledError, FootprintError
+from .geo import ModelGrid, model_grid
+from .inference import CancelCheck, ProgressCallback, iter_probability_strips, padded_size
+from .parameters import ExtractionParameters, vectorize_options
+from .predictor import Predictor
+from .readers import WindowReader, clip_to_extent, resolve_band_mapping
+from .sinks import Sink
+from .threads import run_in_background
+from .tiling import resolve_tiling, tile_starts
+from .vectorize import Building
+from .weights import ModelCard, load_weights
+
+Model = tuple[nn.Module, ModelCard, str]  # network, its card, the weights file it came from
+
+
+@dataclass
+class Area:
+    """Where to extract, in the raster's CRS: a rectangle, and/or a polygon that keeps the
+    buildings whose centre lies inside it."""
+
+    extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax
+    polygon: BaseGeometry | None = None
+
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        boxes = [b for b in (self.extent, self.polygon.bounds if self.polygon is not None else None) if b]
+        if not boxes:
+            return None
+        if len(boxes) == 1:
+            return tuple(boxes[0])
+        both = box(*boxes[0]).intersection(box(*boxes[1]))
+        if both.is_empty:
+            raise FootprintError("The chosen extent and polygon do not overlap; pick an area inside both.")
+        return both.bounds
+
+    def keeper(self) -> Callable[[list[Building]], list[Building]]:
+        """Filter of buildings by the polygon (all pass without one)."""
+        if self.polygon is None:
+            return lambda buildings: buildings
+        inside = prepared.prep(self.polygon)
+        return lambda buildings: [b for b in buildings if inside.contains(b.geometry.centroid)]
+
+
+@dataclass
+class Summary:
+    """What a run did."""
+
+    count: int
+    seconds: float
+    device: str
+    grid: ModelGrid
+    card: ModelCard
+    weights_path: str
+    crs_wkt: str
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, str]:
+        """Key-value metadata for the output layer."""
+        return {"source_raster": self.source, "weights": Path(self.weights_path).name,
+                "weights_name": self.card.name, "device": self.device}
+
+    def message(self) -> str:
+        return f"{self.count} buildings in {self.seconds:.1f} s on {self.device} (weights {self.card.name})"
+
+
+def load_model(weights: str | None) -> Model:
+    """The model of a weights file, or of the bundled default weights."""
+    from .extract import default_weights_path
+
+    path = str(weights) if weights else str(default_weights_path())
+    model, card = load_weights(path)
+    return model, card, path
+
+
+def run(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area | None = None,
+        progress: ProgressCallback | None = None, cancel: CancelCheck | None = None, *,
+        warn: Callable[[str], None] | None = None, model: Model | None = None) -> Summary:
+    """Extract the buildings of ``reader`` (inside ``area``) into ``sink``; geometry in the raster's CRS.
+
+    On success the sink is finished (committed); on any error or cancel it is aborted and the
+    error raised (:class:`FootprintError`, :class:`CancelledError`, or a bug's own exception).
+    """
+    try:
+        summary = _extract(reader, parameters, sink, area or Area(), progress, cancel, warn, model)
+        sink.finish(summary)
+    except BaseException:
+        sink.abort()
+        raise
+    return summary
+
+
+def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area,
+             progress: ProgressCallback | None, cancel: CancelCheck | None,
+             warn: Callable[[str], None] | None, model: Model | None) -> Summary:
+    started = time.perf_counter()
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn:
+            warn(message)
+
+    network, card, weights_path = model or load_model(parameters.weights)
+    bands = resolve_band_mapping(reader, card.input_bands, parameters.bands)
+    bounds = area.bounds()
+    source = reader.name
+    if bounds is not None:
+        reader = clip_to_extent(reader, bounds)
+    resolution = parameters.working_resolution_m or float(card.resolution_m)
+    grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, resolution,
+                      warn=note, resolution_range_m=tuple(card.resolution_range_m))
+    predictor = Predictor(network, card, parameters.device, amp=parameters.tiling.amp,
+                          backend=parameters.tiling.backend)
+    keep = area.keeper()
+    count = 0
+    # closing(): an error in the sink stops the inference thread now, not when the traceback is freed.
+    with closing(_buildings(reader, grid, bands, predictor, parameters, progress, cancel, note)) as found:
+        for buildings in found:
+            buildings = keep(buildings)
+            if buildings:
+                sink.add(buildings)
+                count += len(buildings)
+    device = str(predictor.device) + (" (onnxruntime)" if predictor.backend == "onnxruntime" else "")
+    return Summary(count, time.perf_counter() - started, device, grid, card, weights_path, reader.crs_wkt, source,
+                   warnings)
+
+
+def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predictor: Predictor,
+               parameters: ExtractionParameters, progress: ProgressCallback | None, cancel: CancelCheck | None,
+               warn: Callable[[str], None]) -> Iterator[list[Building]]:
+    """The buildings of each strip of each column block, as they are found."""
+    tiling_options = parameters.tiling
+    tiling = resolve_tiling(tiling_options, predictor)
+    width, height = padded_size(grid, tiling_options)
+    margin = tiling_options.edge_margin
+    blocks = plan_column_blocks(width, tiling.tile, tiling.stride, tiling_options.block_width,
+                                tiling_options.block_halo)
+    block_tiles = [len(tile_starts(block.width, tiling.tile, tiling.stride)) for block in blocks]
+    transform = grid.transform * Affine.translation(-margin, -margin)
+    options = vectorize_options(parameters, card=predictor.card)
+    stop = threading.Event()
+
+    def stopped() -> bool:
+        return stop.is_set() or bool(cancel and cancel())
+
+    for index, (block, vectorizer) in enumerate(block_vectorizers(blocks, height, transform, grid.pixel_area_m2,
+                                                                  options, warn)):
+        block_progress = _block_progress(progress, sum(block_tiles[:index]), block_tiles[index], sum(block_tiles),
+                                         index, len(blocks))
+        stop.clear()
+        strips = run_in_background(
+            lambda block=block, report=block_progress: iter_probability_strips(
+                reader, grid, bands, predictor, tiling_options, report, stopped, columns=(block.start, block.end)),
+            stop)
+        try:
+            for strip in strips:
+                if cancel and cancel():
+                    raise CancelledError()
+                yield vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last)
+        finally:
+            strips.close()  # stops and joins the worker whatever happened here
+
+
+def _block_progress(progress: ProgressCallback | None, before: int, columns_of_tiles: int, total_columns: int,
+                    index: int, blocks: int) -> ProgressCallback | None:
+    """Progress of one column block as progress of the whole run."""
+    if progress is None or blocks == 1:
+        return progress
+
+    def report(fraction: float, message: str) -> None:
+        progress((before + fraction * columns_of_tiles) / total_columns, f"block {index + 1}/{blocks}, {message}")
+
+    return report

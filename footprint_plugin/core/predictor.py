@@ -1,0 +1,85 @@
+"""A model prepared for inference on one device: normalisation in, class probabilities out."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .devices import resolve_device
+from .errors import FootprintError
+from .model import NETWORKS, fuse_for_inference
+from .onnx_cache import onnx_session, onnxruntime_available
+from .tiling import BACKENDS
+from .weights import ModelCard
+
+
+class Predictor:
+    """A model prepared for inference on one device.
+
+    BatchNorm is folded into the convolutions and tensors use channels_last.
+    ``auto`` and ``torch`` run the model with PyTorch (measured fastest on CPU for
+    the default network, see ``make bench``); ``onnxruntime`` runs it with ONNX
+    Runtime on CPU, when that is installed.
+    """
+
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "auto", amp: bool = True,
+                 backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise FootprintError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+        self.card = card
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.amp = amp and self.device.type == "cuda"
+        model = model.eval()
+        if isinstance(model, NETWORKS):
+            model = fuse_for_inference(model)
+        self.model = model.to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.session = None
+        if backend == "onnxruntime" and (self.device.type != "cpu" or not onnxruntime_available()):
+            raise FootprintError("The onnxruntime backend needs the onnxruntime package and --device cpu.")
+        if backend == "onnxruntime" and isinstance(model, NETWORKS):
+            self.session = onnx_session(self.model, card.config.in_channels, torch.get_num_threads())
+        self.backend = "onnxruntime" if self.session is not None else "torch"
+        norm = card.normalization
+        self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(norm["std"], dtype=np.float32).reshape(-1, 1, 1)
+        self.scales = {k: float(v) for k, v in norm["scale"].items()}
+
+    def scale_for(self, dtype: str, bit_depth: int | None) -> float:
+        """Divisor that maps raw values to 0..1 for this input type."""
+        if bit_depth and dtype != "uint8":
+            return float(2**bit_depth - 1)
+        key = "uint16" if dtype == "int16" else dtype
+        return self.scales.get(key, 255.0)
+
+    def normalize(self, raw: np.ndarray, scale: float) -> np.ndarray:
+        """Raw pixels (..., C, H, W) to the model's input scale, in one float32 array."""
+        data = raw.astype(np.float32)
+        data *= 1.0 / scale
+        np.clip(data, 0.0, 1.0, out=data)
+        data -= self.mean
+        data /= self.std
+        return data
+
+    def _logits(self, batch: np.ndarray) -> torch.Tensor:
+        if self.session is not None:
+            return torch.from_numpy(self.session.run(None, {"image": np.ascontiguousarray(batch)})[0])
+        tensor = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        else:
+            tensor = tensor.to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.amp):
+            return self.model(tensor).float()
+
+    @torch.inference_mode()
+    def probabilities(self, batch: np.ndarray, flip_tta: bool = False) -> np.ndarray:
+        """Softmax class probabilities (N, 3, H, W) for a normalised batch (N, C, H, W)."""
+        probs = torch.softmax(self._logits(batch), dim=1)
+        if flip_tta:
+            flipped = self._logits(np.ascontiguousarray(batch[..., ::-1]))
+            probs = 0.5 * (probs + torch.flip(torch.softmax(flipped, dim=1), dims=[3]))
+        return probs.cpu().numpy()

@@ -1,0 +1,155 @@
+"""Where the buildings of a run go: a list, a vector file or a SpaceNet proposals CSV.
+
+A sink has ``add(buildings)`` (called for each strip's buildings as they are found),
+``finish(summary)`` (the run succeeded: flush, commit, move into place) and ``abort()``
+(the run failed or was cancelled: drop everything, never raise). The output format of a
+file follows its extension (:func:`open_output`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from rasterio.transform import Affine
+from shapely import affinity
+
+from .errors import FootprintError
+from .vectorize import Building
+
+if TYPE_CHECKING:
+    from .pipeline import Summary
+
+LAYER_NAME = "buildings"
+OGR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf",
+               ".shp": "ESRI Shapefile"}
+CSV_SUFFIX = ".csv"
+OUTPUT_SUFFIXES = (*OGR_DRIVERS, CSV_SUFFIX)
+
+
+class Sink(Protocol):
+    def add(self, buildings: list[Building]) -> None: ...
+
+    def finish(self, summary: Summary) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ListSink:
+    """Keeps the buildings in memory (tests, scoring, small rasters)."""
+
+    def __init__(self) -> None:
+        self.buildings: list[Building] = []
+        self.finished = False
+
+    def add(self, buildings: list[Building]) -> None:
+        self.buildings.extend(buildings)
+
+    def finish(self, summary: Summary) -> None:
+        self.finished = True
+
+    def abort(self) -> None:
+        self.buildings.clear()
+
+
+def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written or has an unknown extension."""
+    path = Path(path)
+    if path.is_dir():
+        raise FootprintError(f"Output {path} is a folder; give a file name, e.g. buildings.gpkg (a GeoPackage).")
+    if path.suffix.lower() not in suffixes:
+        kinds = "a GeoPackage ending in .gpkg" if suffixes == (".gpkg",) else f"a file ending in {', '.join(suffixes)}"
+        raise FootprintError(f"Output {path}: the output must be {kinds}.")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FootprintError(f"Output {path}: folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise FootprintError(f"Output {path}: no permission to write there; choose another folder.")
+    return path
+
+
+class SpaceNetCsvWriter:
+    """SpaceNet proposals ``ImageId,BuildingId,PolygonWKT_Pix,Confidence`` in the raster's pixels.
+
+    ``to_pixels`` maps the raster's CRS to its pixel (column, row) coordinates; ``trainer
+    evaluate`` reads the file. Written under a temporary name and renamed on :meth:`finish`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], image_id: str, to_pixels: Affine) -> None:
+        self.path = check_output_path(path, (CSV_SUFFIX,))
+        self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        self.image_id = image_id
+        self._matrix = [to_pixels.a, to_pixels.b, to_pixels.d, to_pixels.e, to_pixels.xoff, to_pixels.yoff]
+        self.count = 0
+        try:
+            self._file = open(self.tmp_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in finish/abort
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(["ImageId", "BuildingId", "PolygonWKT_Pix", "Confidence"])
+        except OSError as exc:
+            self.abort()
+            raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> FootprintError:
+        return FootprintError(f"Output {self.path}: cannot write the file ({exc.strerror or exc}).")
+
+    def add(self, buildings: list[Building]) -> None:
+        try:
+            for building in buildings:
+                pixels = affinity.affine_transform(building.geometry, self._matrix)
+                self.count += 1
+                self._csv.writerow([self.image_id, self.count, pixels.wkt, round(float(building.score), 4)])
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def finish(self, summary: Summary | None = None) -> None:
+        try:
+            if self.count == 0:
+                self._csv.writerow([self.image_id, -1, "POLYGON EMPTY", 1])
+            self._file.close()
+            os.replace(self.tmp_path, self.path)
+        except OSError as exc:
+            self.abort()
+            raise self._error(exc) from None
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        except (OSError, AttributeError):
+            pass
+        self.tmp_path.unlink(missing_ok=True)
+
+
+def open_output(path: str | os.PathLike[str], crs_wkt: str, raster_transform: Affine, image_id: str) -> Sink:
+    """The sink for ``path`` by its extension: a SpaceNet CSV or an OGR vector file."""
+    path = check_output_path(path)
+    if path.suffix.lower() == CSV_SUFFIX:
+        return SpaceNetCsvWriter(path, image_id, ~raster_transform)
+    try:
+        from .output import VectorFileWriter  # GDAL's Python bindings: only needed to write vector files
+    except ImportError as exc:
+        raise FootprintError(
+            f"Writing {path.suffix} files needs GDAL's Python bindings (osgeo), which this Python lacks ({exc}); "
+            "install them (Debian: apt-get install python3-gdal) or write a .csv."
+        ) from None
+    return VectorFileWriter(path, crs_wkt)
+
+
+class TeeSink:
+    """Hands every building to several sinks (e.g. a file and a list)."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    def add(self, buildings: list[Building]) -> None:
+        for sink in self.sinks:
+            sink.add(buildings)
+
+    def finish(self, summary: Summary) -> None:
+        for sink in self.sinks:
+            sink.finish(summary)
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            sink.abort()
