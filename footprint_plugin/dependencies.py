@@ -19,6 +19,7 @@ Nothing here imports QGIS at module level; the QGIS dialog and task are in ``ins
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import json
@@ -119,23 +120,41 @@ def installed_numpy() -> str | None:
 
 
 def qgis_python() -> str:
-    """The Python interpreter of this QGIS, which pip must run with (not the QGIS binary itself)."""
+    """The Python interpreter of this QGIS, which pip must run with (not the QGIS binary itself).
+
+    Embedded in QGIS, ``sys.executable`` may be the QGIS binary, or whatever ``python3`` comes first on PATH
+    (pyenv, conda): each candidate must report this Python's version and installation (``sys.base_prefix``).
+    """
     executable = Path(sys.executable)
-    if executable.name.lower().startswith("python") and executable.is_file():
-        return str(executable)
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = []
+    candidates = [executable] if executable.name.lower().startswith("python") else []
     if sys.platform == "win32":  # OSGeo4W and the standalone installer: <root>/apps/Python3x/python.exe
         candidates += [Path(sys.prefix) / "python.exe", Path(sys.exec_prefix) / "python.exe",
-                       Path(sys.base_prefix) / "python3.exe"]
+                       Path(sys.base_prefix) / "python.exe", Path(sys.base_prefix) / "python3.exe"]
     elif sys.platform == "darwin":  # QGIS.app/Contents/MacOS/bin/python3
-        candidates += [executable.parent / "bin" / f"python{version}", executable.parent / "bin" / "python3",
-                       Path(sys.prefix) / "bin" / f"python{version}", Path(sys.prefix) / "bin" / "python3"]
-    candidates += [Path(sys.base_prefix) / "bin" / f"python{version}", Path(sys.base_prefix) / "bin" / "python3"]
-    for candidate in candidates:
-        if candidate.is_file():
+        candidates += [executable.parent / "bin" / f"python{version}", executable.parent / "bin" / "python3"]
+    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix]):
+        candidates += [Path(prefix) / "bin" / f"python{version}", Path(prefix) / "bin" / "python3"]
+    for found in (shutil.which(f"python{version}"), shutil.which("python3")):
+        if found:
+            candidates.append(Path(found))
+    for candidate in dict.fromkeys(candidates):
+        if _is_this_python(str(candidate)):
             return str(candidate)
-    return shutil.which(f"python{version}") or shutil.which("python3") or sys.executable
+    return sys.executable
+
+
+@functools.cache
+def _is_this_python(candidate: str) -> bool:
+    if not Path(candidate).is_file():
+        return False
+    probe = "import sys; print(sys.version_info[0], sys.version_info[1], sys.base_prefix)"
+    try:
+        done = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, timeout=30, **_no_window())
+    except (OSError, subprocess.SubprocessError):
+        return False
+    expected = f"{sys.version_info[0]} {sys.version_info[1]} {sys.base_prefix}"
+    return done.returncode == 0 and done.stdout.strip() == expected
 
 
 def has_nvidia_gpu() -> bool:

@@ -15,6 +15,7 @@ from qgis.PyQt.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QLabel,
+    QLayout,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -69,6 +70,7 @@ class InstallDialog(QDialog):
         self.task: DependencyInstallTask | None = None
         self.outcome: dependencies.InstallResult | None = None
         layout = QVBoxLayout(self)
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # grows with the status text
         numpy_version = dependencies.installed_numpy()
         intro = QLabel(
             f"<p>Extracting buildings needs these Python packages, which QGIS's Python cannot import: "
@@ -103,6 +105,7 @@ class InstallDialog(QDialog):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextFormat(Qt.TextFormat.PlainText)  # pip's lines may hold "<" and ">"
+        self.status.setMinimumHeight(4 * self.status.fontMetrics().lineSpacing())
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status)
         self.buttons = QDialogButtonBox()
@@ -169,7 +172,12 @@ class InstallDialog(QDialog):
         self.install_button.setEnabled(True)
         self.cpu.setEnabled(True)
         self.cuda.setEnabled(dependencies.has_nvidia_gpu())
-        self.status.setText(outcome.message)
+        # The one failure message (what failed, pip's last lines, the command) goes at the end of the log.
+        self.status.setText(outcome.message.split("\n\n")[0] + ("" if outcome.cancelled else
+                            " See pip's last lines at the end of the log; Copy command copies the command."))
         self.status.setStyleSheet("" if outcome.cancelled else "color: #a00000;")
+        if not outcome.cancelled:
+            self.log.appendPlainText("\n" + outcome.message)
+            self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
         QgsMessageLog.logMessage(outcome.message, LOG_TAG, Qgis.MessageLevel.Warning if outcome.cancelled
                                  else Qgis.MessageLevel.Critical)

@@ -4,6 +4,7 @@ installer run headless into the profile, then qgis_process extracting buildings 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ sys.path.insert(0, str(REPO / "tools"))
 import plugin_package  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+ARTIFACTS = REPO / "out" / "test-artifacts"
 
 
 def plain_env(**extra: str) -> dict[str, str]:
@@ -130,7 +132,9 @@ def test_dialog_shows_a_failure_and_copies_the_command(qgis_app, tmp_path):
     dialog.start()
     wait_for(qgis_app, lambda: dialog.outcome is not None)
     assert not dialog.outcome.ok
-    assert "pip's last lines:" in dialog.status.text() and "footprint-no-such-package" in dialog.status.text()
+    assert "failed" in dialog.status.text() and "Copy command" in dialog.status.text()
+    assert dialog.log.toPlainText().endswith(dialog.outcome.message)  # the one message: pip's last lines, command
+    assert "pip's last lines:" in dialog.outcome.message and "footprint-no-such-package" in dialog.outcome.message
     assert dialog.install_button.isEnabled() and dialog.close_button.text() == "Close"
     dialog.copy_button.click()
     assert QGuiApplication.clipboard().text() == dialog.outcome.command
@@ -179,3 +183,34 @@ def test_installer_makes_a_clean_qgis_profile_extract(clean_profile, tmp_path):
     assert after.returncode == 0, after.stdout[-2000:] + after.stderr[-2000:]
     dataset = ogr.Open(str(output))  # keep the dataset referenced while its layer is used
     assert dataset.GetLayer(0).GetFeatureCount() > 20  # the default weights on the sample (about 100 buildings)
+
+
+@pytest.mark.skipif(not (shutil.which("qgis") and shutil.which("xvfb-run") and shutil.which("import")),
+                    reason="needs qgis, xvfb-run and ImageMagick (make setup installs them)")
+def test_installer_in_the_qgis_desktop_then_extract_without_restart(tmp_path):
+    root = tmp_path / "qgis_config"
+    profile = root / "profiles" / "default"
+    plugin_package.install(plugin_package.package(tmp_path / "footprint_plugin.zip"), profile)
+    out = tmp_path / "e2e"
+    out.mkdir()
+    env = plain_env(FOOTPRINT_E2E_RASTER=str(SAMPLE_RASTER), FOOTPRINT_E2E_OUT=str(out))
+    env.pop("QT_QPA_PLATFORM")  # a real (virtual) display
+    command = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", str(root), "--nologo",
+               "--code", str(REPO / "tests" / "desktop" / "install_in_qgis.py")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    report_path = out / "report.json"
+    assert report_path.is_file(), f"QGIS wrote no report (exit {result.returncode}): {result.stderr[-2000:]}"
+    report = json.loads(report_path.read_text())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "qgis_installer_report.json").write_text(json.dumps(report, indent=1))
+    for shot in report.get("screenshots", []):
+        shutil.copy(shot, ARTIFACTS / Path(shot).name)
+    assert "error" not in report, report["error"]
+    assert report["plugin_loaded"] and "torch" in report["missing_before"] and "safetensors" in report["missing_before"]
+    assert report["installer_visible"] and not report["cuda_enabled"]  # no NVIDIA driver on this machine
+    assert report["installer_target"] == str(dependencies.dependency_folder(profile))
+    assert report["install_ok"], report["install_message"]
+    assert not report["restart_needed"] and report["missing_after"] == []
+    assert report["features"] > 20  # the default weights on the sample
+    assert (out / "desktop_buildings.gpkg").is_file()
+    assert len(report["screenshots"]) >= 3
