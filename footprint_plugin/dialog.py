@@ -73,6 +73,10 @@ class ExtractDialog(QDialog):
         self.weights_file.setFilter("Weights (*.safetensors)")
         self.weights_file.setEnabled(False)
         self.weights_combo.currentIndexChanged.connect(lambda i: self.weights_file.setEnabled(i == 1))
+        from .weights_history import recent_weights  # fine-tuned and recently used weights, newest first
+
+        for path in recent_weights():
+            self.weights_combo.addItem(f"Recent: {Path(path).name}", path)
         form.addRow("Model", self.weights_combo)
         form.addRow("", self.weights_file)
 
@@ -152,6 +156,8 @@ class ExtractDialog(QDialog):
             weights = self.weights_file.filePath().strip()
             if not weights:
                 raise FootprintError("Choose a weights file, or use the bundled default model.")
+        elif self.weights_combo.currentData():
+            weights = self.weights_combo.currentData()  # a recent weights file
         output = self.output_file.filePath().strip()
         if not output:
             raise FootprintError("Choose where to save the output GeoPackage.")
@@ -159,6 +165,10 @@ class ExtractDialog(QDialog):
             output += ".gpkg"
         extent, area_geometry = self._area(layer)
         parameters = build_parameters(self.values(), weights=weights)
+        if weights:
+            from .weights_history import remember_weights
+
+            remember_weights(weights)
         return ExtractionRequest(layer, output, parameters, extent, area_geometry, f"{layer.name()} buildings")
 
     def _area(self, layer: QgsRasterLayer) -> tuple[QgsRectangle | None, QgsGeometry | None]:

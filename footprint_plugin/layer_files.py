@@ -19,9 +19,16 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
+from qgis.PyQt.QtCore import QVariant
 
 from .core.errors import FootprintError
-from .qgis_sink import REAL
+
+try:  # Qt5 builds
+    REAL, TEXT = QVariant.Double, QVariant.String
+except AttributeError:  # Qt6 builds
+    from qgis.PyQt.QtCore import QMetaType
+
+    REAL, TEXT = QMetaType.Type.Double, QMetaType.Type.QString
 
 SCORE_FIELD = "score"  # the confidence the scorer orders predictions by
 

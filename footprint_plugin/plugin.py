@@ -22,6 +22,7 @@ class FootprintPlugin:
         self.provider = None
         self.tasks: list = []  # keep running tasks referenced
         self.installer = None  # the dependency installer dialog, while open
+        self.corrections = None  # Fine-tune on my corrections / Evaluate against reference
 
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
         """Register the Processing provider (also called by qgis_process, without a GUI)."""
@@ -39,6 +40,10 @@ class FootprintPlugin:
         self.action.triggered.connect(self.run)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
+        from .correction_actions import CorrectionActions
+
+        self.corrections = CorrectionActions(self, MENU)
+        self.corrections.init_gui()
         self.initProcessing()
 
     def unload(self) -> None:
@@ -53,6 +58,9 @@ class FootprintPlugin:
         if self.installer is not None:
             self.installer.close()
             self.installer = None
+        if self.corrections is not None:
+            self.corrections.unload()
+            self.corrections = None
 
     def run(self) -> None:
         """Open the dialog and start the background task."""
@@ -93,6 +101,8 @@ class FootprintPlugin:
         def finished(outcome, layer) -> None:
             if task in self.tasks:
                 self.tasks.remove(task)
+            if self.corrections is not None:
+                self.corrections.extraction_finished(request.layer, layer)  # preselected for fine-tuning
             if on_done:
                 on_done(outcome, layer)
 

@@ -26,17 +26,9 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from .core.errors import FootprintError
-from .qgis_sink import REAL
-
-try:  # Qt5 builds
-    TEXT = QVariant.String
-except AttributeError:  # Qt6 builds
-    from qgis.PyQt.QtCore import QMetaType
-
-    TEXT = QMetaType.Type.QString
+from .layer_files import REAL, TEXT
 
 # Output parameter -> (the scorer's layer name, layer name when loaded, fill colour, outline colour)
 REVIEW_LAYERS = {

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "footprint_plugin"
+VENDORED = "trainer"  # copied into the zip as footprint_plugin/vendor/trainer
 RESOURCES = ["icon.svg", "default_weights.safetensors"]
 DEFAULT_PROFILE = Path.home() / ".local/share/QGIS/QGIS3/profiles/default"
 
@@ -46,6 +47,9 @@ def package(output: Path) -> Path:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted((REPO / NAME).rglob("*.py")):
             archive.write(path, f"{NAME}/{path.relative_to(REPO / NAME)}")
+        # Fine-tuning and evaluation run the trainer: a copy, imported only then (footprint_plugin/trainer_access.py).
+        for path in sorted((REPO / VENDORED).rglob("*.py")):
+            archive.write(path, f"{NAME}/vendor/{VENDORED}/{path.relative_to(REPO / VENDORED)}")
         for name in ("metadata.txt", "README.md", "NOTICE.md", "LICENSE"):
             if (REPO / name).is_file():
                 archive.write(REPO / name, f"{NAME}/{name}")

@@ -112,8 +112,9 @@ def _summary(counts: MatchCounts) -> dict:
             "recall": round(counts.recall, 4), "f1": round(counts.f1, 4)}
 
 
-def write_review_layers(out_dir: str, result: dict, crs_wkt: str | None) -> Path:
-    layers = {"true_positive": [], "false_positive": [], "false_negative": []}
+def review_features(result: dict) -> dict[str, list[tuple[BaseGeometry, dict]]]:
+    """An ``evaluate`` result's buildings as true_positive, false_positive and false_negative (geometry, fields)."""
+    layers: dict[str, list[tuple[BaseGeometry, dict]]] = {"true_positive": [], "false_positive": [], "false_negative": []}
     for image_id, (truth_geoms, pred_geoms, counts) in result["_matches"].items():
         matched_pred = {p: (t, v) for p, t, v in counts.matches}
         matched_truth = {t for _, t, _ in counts.matches}
@@ -125,6 +126,11 @@ def write_review_layers(out_dir: str, result: dict, crs_wkt: str | None) -> Path
         for index, geometry in enumerate(truth_geoms):
             if index not in matched_truth:
                 layers["false_negative"].append((geometry, {"image": image_id}))
+    return layers
+
+
+def write_review_layers(out_dir: str, result: dict, crs_wkt: str | None) -> Path:
+    layers = review_features(result)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "evaluation.gpkg"
