@@ -1,0 +1,264 @@
+"""How building-like the outlines are: ``simplify`` against ``orthogonal`` (and ``none``) on a held-out split.
+
+python tools/outline_shapes.py [--split test|val] [--weights W] [--modes simplify,orthogonal] [--json FILE]
+python tools/outline_shapes.py --overlay RASTER --png FILE [--modes ...]   # the modes side by side over the image
+
+For each outline mode: building F1 (SpaceNet, IoU >= 0.5, the project's one scorer) and pixel IoU, and
+the shape of the predicted outlines: vertices per building, the share of all vertices whose interior
+angle is within 10 degrees of 90 (or 270, the inner corner of an L), and the same share among the
+real corners only (vertices that turn by 30 degrees or more), and the share of edges shorter than 1 m
+on the ground (pixel staircases: ``none`` is all right angles, but in 0.3 m steps). The OpenStreetMap outlines of the same
+rasters (hand-drawn, mostly right-angled) are measured the same way as the reference. Outlines that
+touch the raster's edge are left out of the shape figures (the edge cuts them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+RIGHT_TOLERANCE_DEG = 10.0
+CORNER_TURN_DEG = 30.0
+SHORT_EDGE_M = 1.0
+
+
+def ring_angles(coords) -> list[float]:
+    """Interior angles (degrees, 0-360) at each vertex of a closed ring, for any orientation."""
+    points = list(coords)
+    if len(points) > 1 and tuple(points[0]) == tuple(points[-1]):
+        points = points[:-1]
+    cleaned = []
+    for point in points:  # drop repeated vertices
+        if not cleaned or math.dist(point, cleaned[-1]) > 1e-12:
+            cleaned.append(point)
+    if len(cleaned) > 1 and math.dist(cleaned[0], cleaned[-1]) <= 1e-12:
+        cleaned.pop()
+    n = len(cleaned)
+    if n < 3:
+        return []
+    area2 = sum(cleaned[i][0] * cleaned[(i + 1) % n][1] - cleaned[(i + 1) % n][0] * cleaned[i][1] for i in range(n))
+    sign = 1.0 if area2 > 0 else -1.0  # counter-clockwise: left turns are convex corners
+    angles = []
+    for i in range(n):
+        (ax, ay), (bx, by), (cx, cy) = cleaned[i - 1], cleaned[i], cleaned[(i + 1) % n]
+        incoming = math.atan2(by - ay, bx - ax)
+        outgoing = math.atan2(cy - by, cx - bx)
+        turn = math.degrees((outgoing - incoming + math.pi) % (2 * math.pi) - math.pi) * sign  # left turn > 0
+        angles.append(180.0 - turn)
+    return angles
+
+
+def is_right(angle: float, tolerance: float = RIGHT_TOLERANCE_DEG) -> bool:
+    return abs(angle - 90.0) <= tolerance or abs(angle - 270.0) <= tolerance
+
+
+@dataclass
+class ShapeStats:
+    buildings: int = 0
+    vertices: list[int] = field(default_factory=list)
+    angles: int = 0
+    right: int = 0
+    corners: int = 0
+    right_corners: int = 0
+    edges: int = 0
+    short_edges: int = 0
+
+    def add(self, geometry, metres_per_unit: float = 1.0) -> None:
+        """One polygon (its exterior ring; holes are rare and left out) or each part of a multipolygon."""
+        for polygon in getattr(geometry, "geoms", [geometry]):
+            angles = ring_angles(polygon.exterior.coords)
+            if not angles:
+                continue
+            ring = list(polygon.exterior.coords)
+            lengths = [math.dist(a, b) * metres_per_unit for a, b in zip(ring, ring[1:]) if math.dist(a, b) > 1e-12]
+            self.edges += len(lengths)
+            self.short_edges += sum(length < SHORT_EDGE_M for length in lengths)
+            self.buildings += 1
+            self.vertices.append(len(angles))
+            self.angles += len(angles)
+            self.right += sum(is_right(a) for a in angles)
+            corners = [a for a in angles if abs(180.0 - a) >= CORNER_TURN_DEG]
+            self.corners += len(corners)
+            self.right_corners += sum(is_right(a) for a in corners)
+
+    def summary(self) -> dict:
+        return {
+            "buildings": self.buildings,
+            "vertices_per_building": round(statistics.mean(self.vertices), 2) if self.vertices else 0.0,
+            "median_vertices": statistics.median(self.vertices) if self.vertices else 0,
+            "right_angle_share": round(self.right / self.angles, 4) if self.angles else 0.0,
+            "corner_right_share": round(self.right_corners / self.corners, 4) if self.corners else 0.0,
+            "short_edge_share": round(self.short_edges / self.edges, 4) if self.edges else 0.0,
+        }
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    intersection: float = 0.0
+    union: float = 0.0
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
+
+    @property
+    def pixel_iou(self) -> float:
+        return self.intersection / self.union if self.union else 0.0
+
+
+def inside(geometry, frame) -> bool:
+    return frame.contains(geometry)
+
+
+def measure(split: dict, modes: list[str], weights: str | None, data: Path, min_area_m2: float = 5.0) -> dict:
+    from default_model import measured_model
+    from shapely.geometry import box
+
+    from footprint_plugin.core.extract import ExtractionParameters, extract_buildings
+    from footprint_plugin.core.geo import ground_resolution_m
+    from footprint_plugin.core.readers import RasterioReader
+    from trainer.scoring import score_raster_buildings
+    from trainer.vectors import read_polygons
+
+    model = measured_model(weights)
+    scores = {mode: Score() for mode in modes}
+    shapes = {mode: ShapeStats() for mode in modes}
+    truth_shapes = ShapeStats()
+    started = time.monotonic()
+    rasters = 0
+    for patterns, labels in split.values():
+        for pattern in patterns:
+            for raster in sorted(glob.glob(str(data / pattern))):
+                with RasterioReader(raster) as reader:
+                    left, top = reader.transform * (0, 0)
+                    right, bottom = reader.transform * (reader.width, reader.height)
+                    # One pixel in from the edge: outlines the raster's frame cuts are not shapes.
+                    pixel = abs(reader.transform.a)
+                    frame = box(min(left, right) + pixel, min(top, bottom) + pixel,
+                                max(left, right) - pixel, max(top, bottom) - pixel)
+                    crs = reader.crs_wkt
+                    metres = ground_resolution_m(crs, reader.transform, reader.width, reader.height)[0] / pixel
+                rasters += 1
+                for geometry in read_polygons(str(data / labels), crs).geometries:
+                    if inside(geometry, frame):
+                        truth_shapes.add(geometry, metres)
+                for mode in modes:
+                    with RasterioReader(raster) as reader:
+                        result = extract_buildings(reader, ExtractionParameters(weights=weights, regularize=mode,
+                                                                                min_area_m2=min_area_m2), model=model)
+                    one = score_raster_buildings(raster, str(data / labels), result.buildings, min_area_m2)
+                    total = scores[mode]
+                    total.tp, total.fp, total.fn = total.tp + one.tp, total.fp + one.fp, total.fn + one.fn
+                    total.intersection += one.intersection
+                    total.union += one.union
+                    for building in result.buildings:
+                        if inside(building.geometry, frame):
+                            shapes[mode].add(building.geometry, metres)
+                print(f"  {Path(raster).name}: " + ", ".join(f"{m} {scores[m].f1:.3f}" for m in modes)
+                      + f" (pooled so far, {time.monotonic() - started:.0f} s)", flush=True)
+    out = {"weights": model[1].name, "split_rasters": rasters,
+           "min_area_m2": min_area_m2, "right_tolerance_deg": RIGHT_TOLERANCE_DEG, "corner_turn_deg": CORNER_TURN_DEG,
+           "truth (OpenStreetMap)": truth_shapes.summary()}
+    for mode in modes:
+        out[mode] = {"f1": round(scores[mode].f1, 4), "pixel_iou": round(scores[mode].pixel_iou, 4),
+                     "tp": scores[mode].tp, "fp": scores[mode].fp, "fn": scores[mode].fn, **shapes[mode].summary()}
+    return out
+
+
+def overlay(raster: str, modes: list[str], weights: str | None, png: Path, labels: str | None = None,
+            crop: tuple[int, int, int, int] | None = None) -> None:
+    """The raster with each mode's outlines (and the labels, if given), one panel per mode; ``crop`` = x, y, w, h px."""
+    import numpy as np
+    import rasterio
+    from default_model import measured_model
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from footprint_plugin.core.extract import ExtractionParameters, extract_buildings
+    from footprint_plugin.core.readers import RasterioReader
+    from trainer.vectors import read_polygons
+
+    model = measured_model(weights)
+    with rasterio.open(raster) as source:
+        image = np.moveaxis(source.read([1, 2, 3]), 0, -1)
+        inverse = ~source.transform
+        crs = source.crs.to_wkt()
+    truth = read_polygons(labels, crs).geometries if labels else []
+    x0, y0, w, h = crop or (0, 0, image.shape[1], image.shape[0])
+    wide = w > 1.5 * h  # wide views one above the other
+    size = (8, (8 * h / w + 0.4) * len(modes)) if wide else (6 * len(modes), 6 * h / w + 0.4)
+    figure = Figure(figsize=size, dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = (len(modes), 1) if wide else (1, len(modes))
+    for axes, mode in zip(np.atleast_1d(figure.subplots(*grid)), modes):
+        with RasterioReader(raster) as reader:
+            result = extract_buildings(reader, ExtractionParameters(weights=weights, regularize=mode), model=model)
+        axes.imshow(image)
+        for geometries, colour, width in ((truth, "#00e5ff", 0.8), ([b.geometry for b in result.buildings], "#ff7f0e", 1.3)):
+            for geometry in geometries:
+                for polygon in getattr(geometry, "geoms", [geometry]):
+                    xy = np.array([inverse * point for point in polygon.exterior.coords])
+                    axes.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=width)
+        stats = ShapeStats()
+        for building in result.buildings:
+            stats.add(building.geometry)
+        summary = stats.summary()
+        axes.set_title(f"{mode}: {summary['vertices_per_building']:.1f} vertices per building, "
+                       f"{summary['corner_right_share']:.0%} of corners right-angled", fontsize=9)
+        axes.set_xlim(x0, x0 + w)
+        axes.set_ylim(y0 + h, y0)
+        axes.set_axis_off()
+    figure.suptitle(f"{Path(raster).name}: predicted (orange)" + (", OpenStreetMap (cyan)" if labels else ""),
+                    fontsize=10)
+    figure.savefig(png)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from default_model import DATA, TEST, VAL
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=["test", "val"], default="test")
+    parser.add_argument("--weights", help="weights file (default: the bundled default weights)")
+    parser.add_argument("--modes", default="simplify,orthogonal", help="comma-separated outline modes")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--overlay", help="a raster to draw the modes' outlines over, into --png")
+    parser.add_argument("--labels", help="with --overlay: reference outlines to draw too")
+    parser.add_argument("--png", type=Path, default=Path("outline_shapes.png"))
+    parser.add_argument("--crop", help="with --overlay: x,y,width,height in pixels")
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.overlay:
+        crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
+        overlay(args.overlay, modes, args.weights, args.png, args.labels, crop)
+        print(f"wrote {args.png}")
+        return 0
+    figures = measure(TEST if args.split == "test" else VAL, modes, args.weights, DATA)
+    print(f"\n{args.split} split ({figures['split_rasters']} rasters), weights {figures['weights']}:")
+    print(f"{'outline':24} {'F1':>6} {'px IoU':>7} {'buildings':>9} {'vert/bldg':>9} {'right angles':>12} "
+          f"{'right corners':>13} {'edges < 1 m':>11}")
+    for name in [*modes, "truth (OpenStreetMap)"]:
+        row = figures[name]
+        print(f"{name:24} {row.get('f1', float('nan')):6.3f} {row.get('pixel_iou', float('nan')):7.3f} "
+              f"{row['buildings']:9d} {row['vertices_per_building']:9.1f} {row['right_angle_share']:12.1%} "
+              f"{row['corner_right_share']:13.1%} {row['short_edge_share']:11.1%}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
