@@ -65,6 +65,12 @@ def test_extract_finetune_extract_in_the_qgis_desktop(tmp_path):
     assert "Recent: finetuned.safetensors" in report["models_offered"]
     assert report["second_features"] > 0 and "finetuned.safetensors" in report["second_abstract"]
     assert (out / "second.gpkg").is_file()
+    assert report["evaluate_dialog"].startswith("Evaluate buildings against a reference")
+    review = report["review_layers"]
+    assert {name: value["colour"] for name, value in review.items()} == {
+        "True positives": [0, 170, 0], "False positives": [220, 0, 0], "False negatives": [0, 90, 255]}
+    assert review["True positives"]["features"] + review["False positives"]["features"] == report["second_features"]
+    assert any(t.startswith("F1 ") and "precision" in t for t in report["message_bar"]), report["message_bar"]
     assert all(os.path.getsize(s) > 10_000 for s in report["screenshots"])
     seconds = report["seconds"]
     assert seconds < 60 * MINUTES + 150, report["steps"]

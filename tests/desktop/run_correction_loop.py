@@ -3,7 +3,8 @@
 Extract buildings from the sample raster; "correct" the new layer (its features replaced by the reference
 buildings, saved); click "Fine-tune on my corrections" (the dialog preselects that layer and raster, area =
 current map view), train for FOOTPRINT_E2E_MINUTES; click Extract again and choose the fine-tuned weights
-the Model list now offers. Screenshots, then a JSON report, then quit.
+the Model list now offers; click "Evaluate against reference" and run its Processing dialog (the new buildings
+against the corrected ones). Screenshots, then a JSON report, then quit.
 
 Environment: FOOTPRINT_E2E_RASTER, FOOTPRINT_E2E_LABELS, FOOTPRINT_E2E_OUT (folder), FOOTPRINT_E2E_MINUTES.
 """
@@ -69,6 +70,20 @@ def when_modal(then):
             QTimer.singleShot(200, poll)
             return
         guarded(then)(dialog)
+    QTimer.singleShot(200, poll)
+
+
+def when_window(title, then, deadline):
+    """Call ``then(window)`` once a visible top-level window whose title starts with ``title`` is open (the
+    Processing dialog is shown before its exec(), so it is not an application-modal widget)."""
+    def poll():
+        windows = [w for w in QApplication.topLevelWidgets() if w.isVisible() and w.windowTitle().startswith(title)]
+        if windows:
+            guarded(then)(windows[0])
+        elif time.time() > deadline:
+            finish(f"no window {title!r} appeared")
+        else:
+            QTimer.singleShot(200, poll)
     QTimer.singleShot(200, poll)
 
 
@@ -194,11 +209,48 @@ def done(layer):
     iface.setActiveLayer(layer)
     iface.mapCanvas().refreshAllLayers()
 
-    def shoot():
-        screenshot("correction_loop")
-        finish()
+    QTimer.singleShot(1000, guarded(evaluate))
 
-    QTimer.singleShot(2500, guarded(shoot))
+
+# ----------------------------------------------------------------------------- 4. Evaluate against the reference
+
+REVIEW = ("True positives", "False positives", "False negatives")
+
+
+def review_layers(before):
+    added = [QgsProject.instance().mapLayer(i) for i in set(QgsProject.instance().mapLayers()) - before]
+    found = {layer.name(): layer for layer in added if layer.name() in REVIEW}
+    return found if len(found) == len(REVIEW) else None
+
+
+def evaluate():
+    before = set(QgsProject.instance().mapLayers())
+
+    def run(dialog):
+        report["evaluate_dialog"] = dialog.windowTitle()
+        dialog.runButton().click()
+        wait_for(lambda: review_layers(before), lambda layers: close(dialog, layers), time.time() + 120,
+                 "the review layers")
+
+    def close(dialog, layers):
+        report["review_layers"] = {}
+        for name, layer in layers.items():
+            colour = layer.renderer().symbol().color()
+            report["review_layers"][name] = {"features": layer.featureCount(),
+                                             "colour": [colour.red(), colour.green(), colour.blue()]}
+        QTimer.singleShot(500, dialog.close)  # execAlgorithmDialog returns; the action pushes the F1 message
+
+    def shoot():
+        report["message_bar"] = [item.text() for item in iface.messageBar().items()]
+        iface.mapCanvas().refreshAllLayers()
+        QTimer.singleShot(2500, guarded(lambda: (screenshot("correction_loop"), finish())))
+
+    step("evaluate")
+    when_window("Evaluate buildings against a reference", run, time.time() + 60)
+    action = next(a for a in plugins["footprint_plugin"].corrections.actions if a.text() == "Evaluate against reference")
+    action.trigger()  # returns when the Processing dialog is closed
+    step("evaluated")
+    QTimer.singleShot(200, guarded(shoot))
 
 
 QTimer.singleShot(2000, start)
