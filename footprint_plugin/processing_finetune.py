@@ -99,5 +99,14 @@ class TrainModelAlgorithm(QgsProcessingAlgorithm):
             feedback.pushWarning(result.message())
         else:
             feedback.pushInfo(result.message())
+        self._written = result.output
         return {self.OUTPUT: result.output, self.F1_BEFORE: result.f1_before, self.F1_AFTER: result.f1_after,
                 self.CANCELLED: result.cancelled}
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 - QGIS API, main thread
+        """The Extract dialog then offers the new weights under Model."""
+        if getattr(self, "_written", None):
+            from .weights_history import remember_weights
+
+            remember_weights(self._written)
+        return {}

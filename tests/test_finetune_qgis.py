@@ -3,7 +3,7 @@ on the real sample raster and its OpenStreetMap buildings, the fine-tune dialog,
 
 from __future__ import annotations
 
-import threading
+import re
 import time
 from pathlib import Path
 
@@ -198,8 +198,10 @@ def _card_finetune(path) -> dict:
     return {**card.training_data["finetune"], **card.metrics["finetune"], "base_model": card.training_data["base_model"]}
 
 
-def test_train_model_writes_weights_with_before_after_f1(provider, sample_layer, labels_layer, tmp_path):
+def test_train_model_writes_weights_with_before_after_f1(provider, sample_layer, labels_layer, tmp_path, clean_history):
     import processing
+
+    from footprint_plugin.weights_history import recent_weights
 
     labels_layer.startEditing()  # unsaved edits count: the layer is written to a temporary file
     doomed = [f.id() for f in labels_layer.getFeatures(QgsFeatureRequest().setLimit(5))]
@@ -221,6 +223,7 @@ def test_train_model_writes_weights_with_before_after_f1(provider, sample_layer,
     log = feedback.textLog()
     assert "F1 before" in log and "F1 on your held-out area" in log and str(output) in log, log
     assert seconds < 120
+    assert recent_weights() == [str(output.resolve())]  # offered by the Extract dialog
 
 
 def test_train_model_area_layer_and_bad_input(provider, sample_layer, labels_layer, tmp_path):
@@ -248,31 +251,64 @@ def test_train_model_area_layer_and_bad_input(provider, sample_layer, labels_lay
     assert "is not a local file" in message and not output.exists()
 
 
-def test_train_model_cancel_keeps_the_best_or_writes_nothing_and_says_which(provider, sample_layer, labels_layer,
-                                                                           tmp_path):
+class CancellingFeedback(QgsProcessingFeedback):
+    """Cancels as soon as ``when(message)`` is true for a message the algorithm reports."""
+
+    def __init__(self, when) -> None:
+        super().__init__()
+        self.when, self.lines = when, []
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802 - QGIS API
+        self.lines.append(info)
+        super().pushInfo(info)
+        if self.when(info):
+            self.cancel()
+
+
+def _improved(message: str) -> bool:
+    """A progress line "F1 a (best b)" once b beats the "F1 before" line."""
+    match = re.match(r"F1 ([0-9.]+) \(best ([0-9.]+)\)", message)
+    return bool(match) and float(match.group(2)) > _improved.before
+
+
+def test_train_model_cancel_writes_nothing_before_any_gain_and_says_so(provider, sample_layer, labels_layer, tmp_path):
     import processing
 
     output = tmp_path / "cancelled.safetensors"
-    feedback = QgsProcessingFeedback()
-    timer = threading.Timer(12.0, feedback.cancel)  # after chip preparation, early in a 2-minute budget
-    timer.start()
+    feedback = CancellingFeedback(lambda message: message.startswith("F1 before"))
     started = time.monotonic()
-    try:
-        result = processing.run("footprint:train_model", {"INPUT": sample_layer, "BUILDINGS": labels_layer,
-                                                          "MINUTES": 2.0, "OUTPUT": str(output)}, feedback=feedback)
-    finally:
-        timer.cancel()
-    seconds = time.monotonic() - started
-    assert seconds < 60, seconds  # well before the budget
-    assert result["CANCELLED"] is True
+    result = processing.run("footprint:train_model", {"INPUT": sample_layer, "BUILDINGS": labels_layer,
+                                                      "MINUTES": 2.0, "OUTPUT": str(output)}, feedback=feedback)
+    assert time.monotonic() - started < 60  # well before the 2-minute budget
+    assert result["CANCELLED"] is True and result["OUTPUT"] is None and not output.exists()
+    assert result["F1_AFTER"] == result["F1_BEFORE"]
+    assert "cancelled; best so far: F1 on your held-out area" in feedback.textLog()
+    assert "nothing was written" in feedback.textLog()
+
+
+def test_train_model_cancel_after_a_gain_keeps_the_best_weights_and_says_so(provider, sample_layer, labels_layer,
+                                                                           tmp_path):
+    import processing
+
+    output = tmp_path / "best_so_far.safetensors"
+
+    def when(message: str) -> bool:
+        if message.startswith("F1 before"):
+            _improved.before = float(message.split()[-1])
+            return False
+        return _improved(message)
+
+    feedback = CancellingFeedback(when)
+    started = time.monotonic()
+    result = processing.run("footprint:train_model", {"INPUT": sample_layer, "BUILDINGS": labels_layer,
+                                                      "MINUTES": 1.5, "OUTPUT": str(output)}, feedback=feedback)
+    assert result["CANCELLED"] is True, feedback.lines  # the held-out F1 rose within the budget, then we cancelled
+    assert time.monotonic() - started < 80
+    assert result["OUTPUT"] == str(output) and output.is_file()
+    assert result["F1_AFTER"] > result["F1_BEFORE"]
+    assert _card_finetune(output)["val_f1_after"] == pytest.approx(result["F1_AFTER"], abs=1e-4)
     log = feedback.textLog()
-    if result["OUTPUT"]:
-        assert output.is_file() and "cancelled; best so far" in log and "weights saved to" in log, log
-        assert _card_finetune(output)["val_f1_after"] == pytest.approx(result["F1_AFTER"], abs=1e-4)
-        assert result["F1_AFTER"] > result["F1_BEFORE"]
-    else:
-        assert not output.exists() and "nothing was written" in log, log
-        assert result["F1_AFTER"] == result["F1_BEFORE"]
+    assert "cancelled; best so far: F1 on your held-out area" in log and f"weights saved to {output}" in log
 
 
 # ----------------------------------------------------------------------------- dialog, task, Extract's history
@@ -383,3 +419,60 @@ def test_finetune_task_reports_f1_and_extract_offers_the_weights(qgis_app, qgis_
     finally:
         plugin.unload()
     assert not plugin.corrections
+
+
+def _run_task(qgis_app, plugin, request, cancel_when=None, timeout=150.0):
+    done = {}
+    task = plugin.corrections.start_finetune(request, on_done=lambda t, output: done.update(output=output))
+    started = time.monotonic()
+    while "output" not in done:
+        qgis_app.processEvents()
+        time.sleep(0.01)
+        if cancel_when is not None and cancel_when(task.description()) and not task.isCanceled():
+            task.cancel()
+        assert time.monotonic() - started < timeout, "fine-tuning task did not finish"
+    return task, done["output"], time.monotonic() - started
+
+
+def test_finetune_task_failure_and_cancel_reach_the_message_bar(qgis_app, qgis_iface, sample_layer, labels_layer,
+                                                                 tmp_path, clean_history):
+    from footprint_plugin.finetune_dialog import AREA_EXTENT
+    from footprint_plugin.weights_history import recent_weights
+
+    few = QgsVectorLayer("Polygon?crs=EPSG:3857", "few", "memory")  # not a file: written for the trainer
+    few.dataProvider().addFeatures(list(labels_layer.getFeatures(QgsFeatureRequest().setLimit(5))))
+    QgsProject.instance().addMapLayer(few)
+    plugin = footprint_plugin.classFactory(qgis_iface)
+    plugin.initGui()
+    actions = list(plugin.corrections.actions)
+    try:
+        dialog = plugin.corrections.finetune_dialog()
+        dialog.raster_combo.setLayer(sample_layer)
+        dialog.buildings_combo.setLayer(few)
+        dialog.area_combo.setCurrentText(AREA_EXTENT)
+        dialog.minutes.setValue(TINY)
+        dialog.output_file.setFilePath(str(tmp_path / "few.safetensors"))
+        qgis_iface.messageBar().clear_messages()
+        task, output, _ = _run_task(qgis_app, plugin, dialog.request(str(tmp_path)))
+        assert output is None and not (tmp_path / "few.safetensors").exists()
+        errors = qgis_iface.messageBar().get_messages(Qgis.Critical)
+        assert any("Fine-tuning failed: Only 5 buildings lie inside the area" in m for m in errors), errors
+        assert not any("Traceback" in m for m in errors)
+
+        dialog.buildings_combo.setLayer(labels_layer)
+        dialog.minutes.setValue(2.0)
+        dialog.output_file.setFilePath(str(tmp_path / "cancel.safetensors"))
+        qgis_iface.messageBar().clear_messages()
+        task, output, seconds = _run_task(qgis_app, plugin, dialog.request(str(tmp_path)),
+                                          cancel_when=lambda description: "F1 before" in description)
+        assert seconds < 60  # well before the 2-minute budget
+        infos = qgis_iface.messageBar().get_messages(Qgis.Info)
+        assert len(infos) == 1 and infos[0].startswith("Building footprints:Fine-tuning cancelled; best so far: F1 on "
+                                                       "your held-out area"), infos
+        assert "nothing was written" in infos[0] and output is None and not (tmp_path / "cancel.safetensors").exists()
+        assert recent_weights() == []
+    finally:
+        plugin.unload()
+    assert plugin.corrections is None and len(actions) == 2
+    for action in actions:
+        qgis_iface.removePluginRasterMenu.assert_any_call("&Building footprints", action)
