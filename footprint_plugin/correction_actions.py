@@ -29,14 +29,15 @@ class CorrectionActions:
     # ------------------------------------------------------------------ life cycle
 
     def init_gui(self) -> None:
-        for text, name, tip, slot in (
-            ("Fine-tune on my corrections", "footprint_finetune",
+        for text, name, icon, tip, slot in (
+            ("Fine-tune on my corrections", "footprint_finetune", "/mActionRefresh.svg",
              "Train the model on the buildings you corrected, then extract the rest with the new weights", self.finetune),
-            ("Evaluate against reference", "footprint_evaluate",
+            ("Evaluate against reference", "footprint_evaluate", "/algorithms/mAlgorithmCheckGeometry.svg",
              "Score predicted buildings against reference buildings and show true/false positives and misses",
              self.evaluate),
         ):
-            action = QAction(QIcon(icon_path()), text, self.iface.mainWindow())
+            theme_icon = QgsApplication.getThemeIcon(icon)  # QGIS's own icons tell the three buttons apart
+            action = QAction(QIcon(icon_path()) if theme_icon.isNull() else theme_icon, text, self.iface.mainWindow())
             action.setObjectName(name)
             action.setToolTip(tip)
             action.triggered.connect(slot)
@@ -132,9 +133,12 @@ class CorrectionActions:
     def evaluate_parameters(self) -> dict:
         """Preselected: the last extracted layer as PREDICTED, another polygon layer as REFERENCE."""
         _, buildings = self._last()
+        from .processing_evaluate import REVIEW_LAYERS
+
+        review_names = {title for _, title, _, _ in REVIEW_LAYERS.values()}
         polygons = [layer for layer in QgsProject.instance().mapLayers().values()
                     if isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.GeometryType.PolygonGeometry
-                    and layer is not buildings]
+                    and layer is not buildings and layer.name() not in review_names]
         parameters = {}
         if buildings is not None:
             parameters["PREDICTED"] = buildings.id()

@@ -476,3 +476,23 @@ def test_finetune_task_failure_and_cancel_reach_the_message_bar(qgis_app, qgis_i
     assert plugin.corrections is None and len(actions) == 2
     for action in actions:
         qgis_iface.removePluginRasterMenu.assert_any_call("&Building footprints", action)
+
+
+def test_evaluate_action_preselects_the_extracted_layer_and_a_reference(qgis_iface, qgis_processing, sample_layer,
+                                                                        labels_layer, predicted_file):
+    import processing
+
+    predicted = QgsVectorLayer(f"{predicted_file}|layername=buildings", "sample buildings", "ogr")
+    old_review = QgsVectorLayer("Polygon?crs=EPSG:3857", "True positives", "memory")  # of an earlier evaluation
+    QgsProject.instance().addMapLayers([old_review, predicted])
+    plugin = footprint_plugin.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        plugin.corrections.extraction_finished(sample_layer, predicted)
+        parameters = plugin.corrections.evaluate_parameters()
+        assert parameters == {"PREDICTED": predicted.id(), "REFERENCE": labels_layer.id()}
+        result = processing.run("footprint:evaluate_buildings", {**parameters, **{
+            k: "TEMPORARY_OUTPUT" for k in ("TRUE_POSITIVES", "FALSE_POSITIVES", "FALSE_NEGATIVES")}})
+        assert result["F1"] == cli_scores(str(SAMPLE_LABELS), str(predicted_file))["f1"]
+    finally:
+        plugin.unload()
