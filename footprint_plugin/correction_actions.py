@@ -65,11 +65,15 @@ class CorrectionActions:
             self.last_raster_id = None
 
     def _last(self):
+        """The raster and buildings layer of the last extraction; after a project reload, a layer that Extract
+        added in an earlier session (its metadata carries the "footprint" keywords)."""
         project = QgsProject.instance()
         raster = project.mapLayer(self.last_raster_id) if self.last_raster_id else None
         buildings = project.mapLayer(self.last_buildings_id) if self.last_buildings_id else None
-        return (raster if isinstance(raster, QgsRasterLayer) else None,
-                buildings if isinstance(buildings, QgsVectorLayer) else None)
+        if not isinstance(buildings, QgsVectorLayer):
+            buildings = next((layer for layer in project.mapLayers().values() if isinstance(layer, QgsVectorLayer)
+                              and "footprint" in layer.metadata().keywords()), None)
+        return (raster if isinstance(raster, QgsRasterLayer) else None, buildings)
 
     def _message(self, text: str, level=Qgis.MessageLevel.Warning, seconds: int = 10) -> None:
         self.iface.messageBar().pushMessage(TITLE, text, level, seconds)

@@ -389,6 +389,12 @@ def test_finetune_task_reports_f1_and_extract_offers_the_weights(qgis_app, qgis_
     try:
         names = [a.text() for a in plugin.corrections.actions]
         assert names == ["Fine-tune on my corrections", "Evaluate against reference"]
+        from footprint_plugin.style import style_buildings_layer
+
+        styled = QgsVectorLayer(str(SAMPLE_LABELS), "zz extracted earlier", "ogr")  # sorted after osm
+        style_buildings_layer(styled)  # what Extract does to its layers (kept in the project file)
+        QgsProject.instance().addMapLayer(styled)
+        assert plugin.corrections.finetune_dialog().buildings_combo.currentLayer() == styled  # not the first, osm
         plugin.corrections.extraction_finished(sample_layer, labels_layer)  # as if Extract had added labels_layer
         dialog = plugin.corrections.finetune_dialog()
         assert dialog.buildings_combo.currentLayer() == labels_layer
