@@ -61,9 +61,24 @@ def own_file(layer: QgsVectorLayer) -> str | None:
     path = parts.get("path") or ""
     if not path or not Path(path).is_file() or parts.get("subset"):
         return None
-    if len(layer.dataProvider().subLayers()) != 1:
+    if _geometry_layers(path) != 1:
         return None  # e.g. a GeoPackage with several layers: the trainer would read all of them
     return path
+
+
+def _geometry_layers(path: str) -> int:
+    """How many layers with geometry the file holds (the provider lists only the one it opened)."""
+    from osgeo import ogr
+
+    try:
+        dataset = ogr.Open(path)
+    except RuntimeError:  # with ogr.UseExceptions(), which the trainer turns on
+        dataset = None
+    if dataset is None:
+        return 0
+    count = sum(1 for i in range(dataset.GetLayerCount()) if dataset.GetLayer(i).GetGeomType() != ogr.wkbNone)
+    dataset = None  # closes the file
+    return count
 
 
 def vector_file(layer, folder: str, stem: str, what: str, selected_only: bool = False) -> str:

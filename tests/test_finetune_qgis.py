@@ -4,6 +4,7 @@ on the real sample raster and its OpenStreetMap buildings, the fine-tune dialog,
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -368,6 +369,16 @@ def test_finetune_dialog_builds_its_request(qgis_iface, sample_layer, labels_lay
     edited = dialog.request(str(tmp_path)).buildings
     labels_layer.rollBack()
     assert edited != str(SAMPLE_LABELS) and QgsVectorLayer(edited, "e", "ogr").featureCount() == 84
+
+    two = tmp_path / "two_layers.gpkg"  # the trainer reads every layer of a file: only b must reach it
+    subprocess.run(["ogr2ogr", "-nln", "a", str(two), str(SAMPLE_LABELS)], check=True)
+    subprocess.run(["ogr2ogr", "-update", "-nln", "b", "-limit", "30", str(two), str(SAMPLE_LABELS)], check=True)
+    layer_b = QgsVectorLayer(f"{two}|layername=b", "b", "ogr")
+    QgsProject.instance().addMapLayer(layer_b)
+    dialog.buildings_combo.setLayer(layer_b)
+    only_b = dialog.request(str(tmp_path)).buildings
+    assert only_b != str(two) and QgsVectorLayer(only_b, "only b", "ogr").featureCount() == 30
+    dialog.buildings_combo.setLayer(labels_layer)
 
     dialog.base_weights.setFilePath(str(tmp_path / "missing.safetensors"))
     with pytest.raises(FootprintError, match="file not found"):
