@@ -197,7 +197,7 @@ def test_installer_in_the_qgis_desktop_then_extract_without_restart(tmp_path):
     env.pop("QT_QPA_PLATFORM")  # a real (virtual) display
     command = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", str(root), "--nologo",
                "--code", str(REPO / "tests" / "desktop" / "install_in_qgis.py")]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=420)
     report_path = out / "report.json"
     assert report_path.is_file(), f"QGIS wrote no report (exit {result.returncode}): {result.stderr[-2000:]}"
     report = json.loads(report_path.read_text())
