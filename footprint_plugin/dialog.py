@@ -115,6 +115,11 @@ class ExtractDialog(QDialog):
         self.output_file.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
         self.output_file.setFilter("GeoPackage (*.gpkg)")
         form.addRow("Output GeoPackage", self.output_file)
+        self.probabilities_file = QgsFileWidget()
+        self.probabilities_file.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
+        self.probabilities_file.setFilter("GeoTIFF (*.tif)")
+        self.probabilities_file.setToolTip("Optional: the building probability of every pixel, 0-255, loaded styled")
+        form.addRow("Probability raster (optional)", self.probabilities_file)
         self.raster_combo.layerChanged.connect(self._suggest_output)
         self.raster_combo.layerChanged.connect(self._show_bands)
         self._suggest_output(self.raster_combo.currentLayer())
@@ -169,7 +174,11 @@ class ExtractDialog(QDialog):
             from .weights_history import remember_weights
 
             remember_weights(weights)
-        return ExtractionRequest(layer, output, parameters, extent, area_geometry, f"{layer.name()} buildings")
+        probabilities = self.probabilities_file.filePath().strip() or None
+        if probabilities and not probabilities.lower().endswith((".tif", ".tiff")):
+            probabilities += ".tif"
+        return ExtractionRequest(layer, output, parameters, extent, area_geometry, f"{layer.name()} buildings",
+                                 probabilities)
 
     def _area(self, layer: QgsRasterLayer) -> tuple[QgsRectangle | None, QgsGeometry | None]:
         choice = self.area_combo.currentText()

@@ -7,13 +7,16 @@ from pathlib import Path
 from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
+    QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingProvider,
@@ -43,7 +46,7 @@ def _option_parameter(option):
 
 
 class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
-    INPUT, WEIGHTS, EXTENT, OUTPUT = "INPUT", "WEIGHTS", "EXTENT", "OUTPUT"
+    INPUT, WEIGHTS, EXTENT, OUTPUT, PROBABILITIES = "INPUT", "WEIGHTS", "EXTENT", "OUTPUT", "PROBABILITIES"
 
     def name(self) -> str:
         return "extract_buildings"
@@ -68,6 +71,8 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
         for option in OPTIONS:
             self.addParameter(_option_parameter(option))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Buildings", QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.PROBABILITIES, "Building probability (0-255)", optional=True, createByDefault=False))
 
     def _values(self, parameters, context) -> dict:
         """Option name -> value as chosen (None where left empty)."""
@@ -121,6 +126,7 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
                                    weights=self.parameterAsFile(parameters, self.WEIGHTS, context) or None)
         area = Area(extent=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
                     if extent is not None else None)
+        probabilities = self._probabilities(parameters, context)
         with QgisProviderReader(layer, extent) as reader:
             fields = building_fields()
             sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.Polygon,
@@ -130,11 +136,39 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
             adapter = FeatureSinkAdapter(sink, fields, dest_id)
             del sink  # the adapter holds the only reference: releasing it closes the file
             summary = run(reader, options, adapter, area, progress=lambda f, _m: feedback.setProgress(100 * f),
-                          cancel=feedback.isCanceled, warn=feedback.pushWarning)
+                          cancel=feedback.isCanceled, warn=feedback.pushWarning, probabilities=probabilities)
         adapter.release()
         check_written(dest_id, adapter.count)
         feedback.pushInfo(summary.message())
-        return {self.OUTPUT: dest_id}
+        outputs = {self.OUTPUT: dest_id}
+        if probabilities is not None:
+            outputs[self.PROBABILITIES] = str(probabilities.path)
+            details = QgsProcessingContext.LayerDetails("Building probability", context.project(), self.PROBABILITIES)
+            _POST_PROCESSORS[:] = [StyleProbabilities()]
+            details.setPostProcessor(_POST_PROCESSORS[0])
+            context.addLayerToLoadOnCompletion(str(probabilities.path), details)
+        return outputs
+
+    def _probabilities(self, parameters, context):
+        """The probability raster writer when PROBABILITIES is set (a .tif)."""
+        from .core.probability_raster import ProbabilityRaster
+
+        if not parameters.get(self.PROBABILITIES):
+            return None
+        path = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context)
+        return ProbabilityRaster(path) if path else None
+
+
+class StyleProbabilities(QgsProcessingLayerPostProcessorInterface):
+    """Styles the probability raster once QGIS has loaded it (after the run)."""
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
+        from .style import style_probability_layer
+
+        style_probability_layer(layer)
+
+
+_POST_PROCESSORS: list[StyleProbabilities] = []  # QGIS does not own them: keep them alive
 
 
 def check_written(dest_id: str, count: int) -> None:

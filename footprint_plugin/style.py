@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer, QgsVectorLayer
+from qgis.core import (
+    QgsColorRampShader,
+    QgsFillSymbol,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsSingleSymbolRenderer,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QColor
 
 
 def style_buildings_layer(layer: QgsVectorLayer, request=None, outcome=None) -> None:
@@ -26,4 +35,23 @@ def style_buildings_layer(layer: QgsVectorLayer, request=None, outcome=None) -> 
     metadata.setAbstract(f"Building footprints extracted from {source}. " + " ".join(details))
     metadata.setKeywords({"footprint": ["buildings", "U-Net", "extraction"]})
     layer.setMetadata(metadata)
+    layer.triggerRepaint()
+
+
+def style_probability_layer(layer: QgsRasterLayer) -> None:
+    """The building probability (0-255) as transparent-to-orange pseudocolour; below 0.3 fully transparent."""
+    ramp = QgsColorRampShader(0, 255)
+    ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
+    ramp.setColorRampItemList([
+        QgsColorRampShader.ColorRampItem(0, QColor(255, 140, 0, 0), "0"),
+        QgsColorRampShader.ColorRampItem(76, QColor(255, 140, 0, 0), "0.3"),
+        QgsColorRampShader.ColorRampItem(153, QColor(255, 140, 0, 140), "0.6"),
+        QgsColorRampShader.ColorRampItem(255, QColor(230, 60, 0, 220), "1"),
+    ])
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(0)
+    renderer.setClassificationMax(255)
+    layer.setRenderer(renderer)
     layer.triggerRepaint()

@@ -21,9 +21,10 @@ from shapely import wkb
 from .core.errors import CancelledError, FootprintError
 from .core.parameters import ExtractionParameters
 from .core.pipeline import Area, run
+from .core.probability_raster import ProbabilityRaster
 from .core.sinks import LAYER_NAME, check_output_path, open_output
 from .qgis_reader import QgisProviderReader
-from .style import style_buildings_layer
+from .style import style_buildings_layer, style_probability_layer
 
 LOG_TAG = "Building footprints"
 
@@ -38,6 +39,7 @@ class ExtractionRequest:
     extent: QgsRectangle | None = None  # in the layer's CRS
     area_geometry: QgsGeometry | None = None  # keep buildings whose centre lies inside (layer CRS)
     layer_name: str | None = None
+    probabilities: str | None = None  # also write the building-probability GeoTIFF here
 
 
 @dataclass
@@ -78,6 +80,7 @@ class ExtractionTask(QgsTask):
         self.on_done = on_done
         self.outcome: Success | Failed | Cancelled | None = None
         self.result_layer: QgsVectorLayer | None = None
+        self.probability_layer: QgsRasterLayer | None = None
         self._reader_error: str | None = None
         self.area = _area(request)  # QGIS geometry to shapely here, on the main thread
         try:  # the provider clone must be made on the main thread
@@ -93,9 +96,10 @@ class ExtractionTask(QgsTask):
         request = self.request
         try:
             check_output_path(request.output)
+            raster = ProbabilityRaster(request.probabilities) if request.probabilities else None
             sink = open_output(request.output, self.reader.crs_wkt, self.reader.transform, self.reader.name)
             summary = run(self.reader, request.parameters, sink, self.area, progress=lambda f, _m: self.setProgress(100 * f),
-                          cancel=self.isCanceled)
+                          cancel=self.isCanceled, probabilities=raster)
             name = request.layer_name or f"{request.layer.name()} buildings"
             self.outcome = Success(name, request.output, summary.count, summary.seconds, summary.device,
                                    summary.warnings)
@@ -117,6 +121,7 @@ class ExtractionTask(QgsTask):
             source = f"{outcome.output}|layername={LAYER_NAME}" if outcome.output.lower().endswith(".gpkg") else outcome.output
             layer = QgsVectorLayer(source, outcome.layer_name, "ogr")
             if layer.isValid():
+                self._add_probabilities()
                 style_buildings_layer(layer, self.request, outcome)
                 QgsProject.instance().addMapLayer(layer)
                 self.result_layer = layer
@@ -128,6 +133,17 @@ class ExtractionTask(QgsTask):
         self._notify(outcome)
         if self.on_done:
             self.on_done(outcome, self.result_layer)
+
+    def _add_probabilities(self) -> None:
+        """The probability raster, styled, below the buildings."""
+        path = self.request.probabilities
+        if not path:
+            return
+        raster = QgsRasterLayer(path, f"{self.request.layer.name()} building probability")
+        if raster.isValid():
+            style_probability_layer(raster)
+            QgsProject.instance().addMapLayer(raster)
+            self.probability_layer = raster
 
     def _notify(self, outcome) -> None:
         levels = Qgis.MessageLevel

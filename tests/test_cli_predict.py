@@ -101,3 +101,48 @@ def test_bad_input_gives_exit_2_one_line_and_no_file(tmp_path, weights, capsys, 
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "out.gpkg").exists()
     assert not list(tmp_path.glob("*.gpkg")) and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".fgb", ".shp", ".csv"])
+def test_output_format_follows_the_extension(tmp_path, weights, suffix):
+    from trainer.evaluate import read_spacenet_csv
+
+    out = tmp_path / f"buildings{suffix}"
+    code = main(["predict", "--input", str(SAMPLE_RASTER), "--output", str(out), "--weights", str(weights),
+                 "--min-area", "0", "--quiet"])
+    assert code == 0 and out.is_file()
+    reference = tmp_path / "reference.gpkg"
+    assert main(["predict", "--input", str(SAMPLE_RASTER), "--output", str(reference), "--weights", str(weights),
+                 "--min-area", "0", "--quiet"]) == 0
+    expected = read_layer(reference)[2]
+    if suffix == ".csv":
+        (polygons, scores), = read_spacenet_csv(str(out)).values()
+        assert list(read_spacenet_csv(str(out))) == ["philippines_c1"]
+        assert len(polygons) == len(expected) and all(0 <= s <= 1 for s in scores)
+        assert all(0 <= x <= 512 and 0 <= y <= 256 for g in polygons for x, y in g.exterior.coords)  # pixels
+    else:
+        dataset = ogr.Open(str(out))
+        assert dataset.GetLayer(0).GetFeatureCount() == len(expected)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_probability_raster_lies_on_the_grid_and_marks_the_buildings(tmp_path):
+    import rasterio
+    from rasterio.features import rasterize
+
+    from .helpers import DEFAULT_WEIGHTS
+
+    out, probabilities = tmp_path / "b.gpkg", tmp_path / "p.tif"
+    code = main(["predict", "--input", str(SAMPLE_RASTER), "--output", str(out), "--weights", str(DEFAULT_WEIGHTS),
+                 "--probabilities", str(probabilities), "--quiet"])
+    assert code == 0
+    with rasterio.open(probabilities) as dst, rasterio.open(SAMPLE_RASTER) as src:
+        assert (dst.width, dst.height, dst.dtypes[0]) == (src.width, src.height, "uint8")  # 0.29 m: not resampled
+        assert dst.transform.almost_equals(src.transform) and dst.crs == src.crs
+        values = dst.read(1)
+    _, _, features, _ = read_layer(out)
+    from shapely import wkb
+
+    inside = rasterize([(wkb.loads(bytes(g.ExportToWkb())), 1) for g, _, _ in features], out_shape=values.shape,
+                       transform=src.transform).astype(bool)
+    assert values[inside].mean() > 150 and values[~inside].mean() < 60

@@ -42,6 +42,27 @@ def test_tile_grid_covers_every_pixel_and_ends_at_the_edge():
     assert window[32, 32] == pytest.approx(window.max(), rel=1e-3) and window[0, 0] < 0.01
 
 
+def test_reflected_margin_and_fitted_tiles():
+    from footprint_plugin.core.tiling import fit_tile, reflect_indices
+
+    assert reflect_indices(-3, 8, 5).tolist() == [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]  # like numpy.pad reflect
+    assert reflect_indices(-2, 3, 1).tolist() == [0] * 5
+    assert fit_tile(512, 230, 32) == 256 and fit_tile(256, 1000, 32) == 256 and fit_tile(512, 512, 32) == 512
+
+
+def test_read_reflected_mirrors_the_edge_and_marks_only_the_raster_valid(tmp_path):
+    from footprint_plugin.core.inference import read_reflected
+
+    image = np.arange(3 * 20 * 30, dtype=np.uint16).reshape(3, 20, 30) % 251
+    path = write_raster(tmp_path / "small.tif", image.astype(np.uint8), transform=UTM)
+    with RasterioReader(path) as reader:
+        grid = model_grid(reader.crs_wkt, reader.transform, 30, 20, 0.3)
+        data, valid = read_reflected(reader, grid, [1, 2, 3], 4, (0, 0, 40, 32))
+    expected = np.pad(image.astype(np.uint8), [(0, 0), (4, 8), (4, 6)], mode="reflect")
+    np.testing.assert_array_equal(data, expected)
+    assert valid[4:24, 4:34].all() and valid.sum() == 20 * 30
+
+
 def test_painted_buildings_come_back_exactly_with_area_and_crs(tmp_path):
     path = write_raster(tmp_path / "painted.tif", paint(200, 200, BOXES), transform=UTM)
     result = probe_extract(path)

@@ -69,11 +69,11 @@ def test_plugin_life_cycle_leaves_nothing_behind(qgis_iface):
     assert action is not None and action.text() == "Extract buildings"
     assert registry.providerById("footprint") is not None
     assert registry.algorithmById("footprint:extract_buildings") is not None
-    qgis_iface.addPluginToRasterMenu.assert_called_with("&Building footprints", action)
+    qgis_iface.addPluginToRasterMenu.assert_any_call("&Building footprints", action)
     plugin.unload()
     assert registry.providerById("footprint") is None
     assert plugin.action is None
-    qgis_iface.removePluginRasterMenu.assert_called_with("&Building footprints", action)
+    qgis_iface.removePluginRasterMenu.assert_any_call("&Building footprints", action)
     # Loading again works (plugin reloader).
     plugin.initGui()
     assert registry.providerById("footprint") is not None
@@ -320,3 +320,30 @@ def test_processing_fails_when_the_output_cannot_be_saved(provider, sample_layer
         assert "buildings.gpkg" in message, message
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_task_and_processing_write_the_probability_raster(qgis_app, qgis_iface, provider, sample_layer, weights,
+                                                          tmp_path):
+    import processing
+    from qgis.core import QgsSingleBandPseudoColorRenderer
+
+    request = ExtractionRequest(sample_layer, str(tmp_path / "b.gpkg"), params(weights),
+                                probabilities=str(tmp_path / "p.tif"))
+    done = {}
+    task = ExtractionTask(request, qgis_iface, lambda outcome, layer: done.update(outcome=outcome))
+    QgsApplication.taskManager().addTask(task)
+    started = time.monotonic()
+    while "outcome" not in done and time.monotonic() - started < 180:
+        qgis_app.processEvents()
+        time.sleep(0.005)
+    assert isinstance(done["outcome"], Success), done["outcome"].message()
+    raster = task.probability_layer
+    assert raster is not None and raster.isValid() and raster.width() == sample_layer.width()
+    assert isinstance(raster.renderer(), QgsSingleBandPseudoColorRenderer)
+    assert QgsProject.instance().mapLayersByName(f"{sample_layer.name()} building probability") == [raster]
+    result = processing.run("footprint:extract_buildings", {
+        "INPUT": sample_layer, "WEIGHTS": weights, "DEVICE": 1, "MIN_AREA": 0.0,
+        "OUTPUT": str(tmp_path / "proc.gpkg"), "PROBABILITIES": str(tmp_path / "proc.tif")})
+    assert result["PROBABILITIES"] == str(tmp_path / "proc.tif")
+    with rasterio.open(tmp_path / "proc.tif") as dst:
+        assert (dst.width, dst.height, dst.dtypes[0]) == (sample_layer.width(), sample_layer.height(), "uint8")

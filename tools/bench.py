@@ -186,6 +186,64 @@ def reader_comparison(raster: Path) -> dict:
     return result
 
 
+def vectorize_only(raster: Path, weights: Path) -> dict:
+    """Mpx/s of the vectoriser alone (one worker, this thread) on the model's real probability strips."""
+    from rasterio.transform import Affine
+
+    from footprint_plugin.core.geo import model_grid
+    from footprint_plugin.core.inference import Predictor, TilingOptions, iter_probability_strips
+    from footprint_plugin.core.parameters import ExtractionParameters, vectorize_options
+    from footprint_plugin.core.pipeline import load_model
+    from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
+    from footprint_plugin.core.vectorize import StripVectorizer
+
+    model, card, _ = load_model(str(weights))
+    predictor = Predictor(model, card, "cpu")
+    with RasterioReader(raster) as reader:
+        grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
+        bands = resolve_band_mapping(reader, card.input_bands)
+        strips = list(iter_probability_strips(reader, grid, bands, predictor, TilingOptions()))
+    options = vectorize_options(ExtractionParameters(), card)
+    started = time.perf_counter()
+    vectorizer = StripVectorizer(grid.transform * Affine.identity(), grid.pixel_area_m2, grid.width, options)
+    count = sum(len(vectorizer.add(s.row_start, s.building, s.interior, s.last)) for s in strips)
+    seconds = time.perf_counter() - started
+    return {"size": f"{grid.width}x{grid.height}", "workers": 1, "seconds": seconds, "buildings": count,
+            "mpx_per_s": grid.width * grid.height / 1e6 / seconds}
+
+
+def run_processing(raster: Path, weights: Path) -> dict:
+    """The Processing algorithm (``processing.run``, as the QGIS GUI and models call it) in this process:
+    seconds and peak RSS, to compare with the command line's on the same raster."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from qgis.core import QgsApplication, QgsRasterLayer
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    import footprint_plugin
+
+    plugin = footprint_plugin.classFactory(None)
+    plugin.initProcessing()
+    import processing
+
+    layer = QgsRasterLayer(str(raster), "bench")
+    out = Path(tempfile.mkdtemp(prefix="bench-qgis-")) / "buildings.gpkg"
+    started = time.perf_counter()
+    processing.run("footprint:extract_buildings", {"INPUT": layer, "WEIGHTS": str(weights), "DEVICE": 1,
+                                                   "OUTPUT": str(out)})
+    seconds = time.perf_counter() - started
+    from osgeo import ogr
+
+    dataset = ogr.Open(str(out))  # kept while its layer is used
+    count = dataset.GetLayer(0).GetFeatureCount()
+    return {"size": f"{layer.width()}x{layer.height()}", "seconds": seconds, "buildings": count,
+            "peak_rss_mb": peak_rss_mb()}
+
+
 def child(args: list[str]) -> dict:
     command = [sys.executable, __file__, *args]
     output = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -200,6 +258,10 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
     parser.add_argument("--e2e", type=Path, help=argparse.SUPPRESS)  # internal: one run in this process
     parser.add_argument("--readers", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--processing", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--vectorize", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--processing-sizes", type=int, nargs="*", default=[4096, 10240],
+                        help="mosaic sizes the Processing algorithm runs on (peak RSS next to the CLI's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-amp", action="store_true")
     args = parser.parse_args()
@@ -209,6 +271,12 @@ def main() -> int:
     if args.readers:
         print(json.dumps(reader_comparison(args.readers)))
         return 0
+    if args.vectorize:
+        print(json.dumps(vectorize_only(args.vectorize, args.weights)))
+        return 0
+    if args.processing:
+        print(json.dumps(run_processing(args.processing, args.weights)), flush=True)
+        os._exit(0)  # QGIS 3.22 may crash while tearing down; the result is out
 
     import torch
 
@@ -233,6 +301,22 @@ def main() -> int:
         print(f"  {row['size']:<13} {row['mpx']:6.1f} {row['tiles']:6d} {row['seconds']:8.1f} {row['s_per_mpx']:6.2f} "
               f"{row['e2e_mpx_per_s']:9.2f} {row['model_mpx_per_s']:11.2f} {row['e2e_vs_model']:9.2f} "
               f"{row['peak_rss_mb']:11.0f} {row['buildings']:9d}", flush=True)
+
+    print("\nProcessing algorithm (processing.run in QGIS, QgsFeatureSink -> GeoPackage, fresh process each):")
+    print(f"  {'raster':<13} {'seconds':>8} {'peak RSS MB':>11} {'CLI peak RSS MB':>15} {'buildings':>9}")
+    for size in args.processing_sizes:
+        vrt = work / f"mosaic_{size}.vrt"
+        if not vrt.is_file():
+            mosaic_vrt(source, size, vrt)
+        row = child(["--processing", str(vrt), "--weights", str(args.weights)])
+        cli = next((r["peak_rss_mb"] for r in results if r["size"] == row["size"]), float("nan"))
+        print(f"  {row['size']:<13} {row['seconds']:8.1f} {row['peak_rss_mb']:11.0f} {cli:15.0f} "
+              f"{row['buildings']:9d}", flush=True)
+
+    vrt = work / f"mosaic_{min(args.sizes, key=lambda s: abs(s - 4096))}.vrt"
+    row = child(["--vectorize", str(vrt), "--weights", str(args.weights)])
+    print(f"\nVectorise only (label, grow, polygonise, clean; 1 worker; 2 workers not implemented): {row['size']} "
+          f"{row['mpx_per_s']:.2f} Mpx/s ({row['seconds']:.1f} s, {row['buildings']} buildings)", flush=True)
 
     readers = child(["--readers", str(work / f"mosaic_{min(args.sizes, key=lambda s: abs(s - 4096))}.vrt")])
     print("\nReaders, whole raster in 256-row strips (Mpx/s): "

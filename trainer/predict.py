@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True,
                         help=f"file to write, its format by extension ({', '.join(OUTPUT_SUFFIXES)}): .gpkg = layer "
                              "buildings, .csv = SpaceNet proposals in the raster's pixels; replaced if it exists")
+    parser.add_argument("--probabilities", metavar="FILE.tif",
+                        help="also write the building probability (uint8 GeoTIFF, 0-255) on the model grid")
     parser.add_argument("--weights", help="weights file (default: the bundled default model)")
     for option in OPTIONS:
         add_option(parser, option)
@@ -48,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     with RasterioReader(args.input) as reader:
         try:
             result = extract_to_file(reader, args.output, parameters, progress=bar,
-                                     warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+                                     warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+                                     probabilities=args.probabilities)
         finally:
             if bar:
                 bar.close()

@@ -13,6 +13,7 @@ from .geo import ModelGrid
 from .inference import CancelCheck, ProgressCallback
 from .parameters import ExtractionParameters, vectorize_options
 from .pipeline import Area, Model, Summary, load_model, run
+from .probability_raster import ProbabilityRaster
 from .readers import WindowReader
 from .sinks import ListSink, check_output_path, open_output
 from .vectorize import Building
@@ -93,11 +94,14 @@ def extract_to_file(
     cancelled: CancelCheck | None = None,
     warn: Callable[[str], None] | None = None,
     area: Area | None = None,
+    probabilities: str | os.PathLike[str] | None = None,
 ) -> ExtractionResult:
-    """:func:`pipeline.run` into ``output``, its format by extension (:func:`sinks.open_output`), atomically."""
+    """:func:`pipeline.run` into ``output``, its format by extension (:func:`sinks.open_output`), atomically;
+    with ``probabilities`` (a .tif) also the building-probability raster."""
     started = time.perf_counter()
+    raster = ProbabilityRaster(probabilities) if probabilities else None
     sink = open_output(output, reader.crs_wkt, reader.transform, Path(reader.name).stem)
-    result = _result(run(reader, parameters, sink, area, progress, cancelled, warn=warn), [])
+    result = _result(run(reader, parameters, sink, area, progress, cancelled, warn=warn, probabilities=raster), [])
     result.seconds = time.perf_counter() - started
     return result
 

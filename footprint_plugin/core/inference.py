@@ -35,6 +35,7 @@ from .tiling import (
     ResolvedTiling,
     TilingOptions,
     blend_window,
+    fit_tile,
     reflect_indices,
     resolve_tiling,
     tile_starts,
@@ -107,27 +108,31 @@ def iter_probability_strips(
     in a background thread while the model works on the current one.
     """
     tiling = resolve_tiling(options, predictor)
-    tile, batch_size = tiling.tile, tiling.batch_size
+    batch_size = tiling.batch_size
     full_width, height = padded_size(grid, options)
+    multiple = predictor.card.config.size_multiple
+    # A tile is never larger than the padded raster: small rasters get the same tiles whatever the tile size.
+    tile_w, tile_h = fit_tile(tiling.tile, full_width, multiple), fit_tile(tiling.tile, height, multiple)
     column0, column1 = columns or (0, full_width)
     width = column1 - column0
-    xs = [x - column0 for x in tile_starts(full_width, tile, tiling.stride) if x >= column0 and x + tile <= max(column1, tile)]
-    ys = tile_starts(height, tile, tiling.stride)
-    window = blend_window(tile)
+    xs = [x - column0 for x in tile_starts(full_width, tile_w, tiling.stride)
+          if x >= column0 and x + tile_w <= max(column1, tile_w)]
+    ys = tile_starts(height, tile_h, tiling.stride)
+    window = blend_window(tile_h, tile_w)
     scale = predictor.scale_for(reader.dtype, reader.bit_depth)
-    padded_width = max(width, tile)
+    padded_width = max(width, tile_w)
     total_tiles = len(xs) * len(ys)
     done_tiles = 0
 
     def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:
-        data, valid = read_reflected(reader, grid, bands, options.edge_margin, (column0, y0, padded_width, tile))
+        data, valid = read_reflected(reader, grid, bands, options.edge_margin, (column0, y0, padded_width, tile_h))
         # Normalised here, in the reading thread, so the model's thread only runs the model.
         return predictor.normalize(data, scale), valid
 
-    # Accumulators for grid rows [buffer_top, buffer_top + tile): each row of tiles starts where the
+    # Accumulators for grid rows [buffer_top, buffer_top + tile_h): each row of tiles starts where the
     # previous one's final rows end, so one tile height is all that is ever pending.
-    buffer_rows = tile
-    acc = np.zeros((3, buffer_rows, padded_width), np.float32)
+    buffer_rows = tile_h
+    acc = np.zeros((2, buffer_rows, padded_width), np.float32)  # P(background), P(interior), weighted
     weight = np.zeros((buffer_rows, padded_width), np.float32)
     valid_buf = np.zeros((buffer_rows, padded_width), bool)
     buffer_top = 0
@@ -139,16 +144,17 @@ def iter_probability_strips(
             if index + 1 < len(ys):
                 pending = pool.submit(read_row, ys[index + 1])
             offset = y0 - buffer_top
-            valid_buf[offset : offset + tile] |= valid
+            valid_buf[offset : offset + tile_h] |= valid
             for first in range(0, len(xs), batch_size):
                 if cancelled and cancelled():
                     raise CancelledError()
                 starts = xs[first : first + batch_size]
-                batch = np.stack([data[:, :, x : x + tile] for x in starts])
-                probs = predictor.probabilities(batch, options.flip_tta)
+                batch = np.stack([data[:, :, x : x + tile_w] for x in starts])
+                probs = predictor.blend_inputs(batch, options.flip_tta)
+                probs *= window  # in place: no temporary per tile
                 for x, tile_probs in zip(starts, probs):
-                    acc[:, offset : offset + tile, x : x + tile] += tile_probs * window
-                    weight[offset : offset + tile, x : x + tile] += window
+                    acc[:, offset : offset + tile_h, x : x + tile_w] += tile_probs
+                    weight[offset : offset + tile_h, x : x + tile_w] += window
                 done_tiles += len(starts)
                 if progress:
                     progress(done_tiles / total_tiles, f"tile {done_tiles}/{total_tiles}")

@@ -27,6 +27,7 @@ from .geo import ModelGrid, model_grid
 from .inference import CancelCheck, ProgressCallback, iter_probability_strips, padded_size
 from .parameters import ExtractionParameters, vectorize_options
 from .predictor import Predictor
+from .probability_raster import ProbabilityRaster
 from .readers import WindowReader, clip_to_extent, resolve_band_mapping
 from .sinks import Sink
 from .threads import run_in_background
@@ -98,24 +99,31 @@ def load_model(weights: str | None) -> Model:
 
 def run(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area | None = None,
         progress: ProgressCallback | None = None, cancel: CancelCheck | None = None, *,
-        warn: Callable[[str], None] | None = None, model: Model | None = None) -> Summary:
+        warn: Callable[[str], None] | None = None, model: Model | None = None,
+        probabilities: ProbabilityRaster | None = None) -> Summary:
     """Extract the buildings of ``reader`` (inside ``area``) into ``sink``; geometry in the raster's CRS.
 
-    On success the sink is finished (committed); on any error or cancel it is aborted and the
-    error raised (:class:`FootprintError`, :class:`CancelledError`, or a bug's own exception).
+    ``probabilities`` also receives the building probability of every pixel. On success the sinks
+    are finished (committed); on any error or cancel they are aborted and the error raised
+    (:class:`FootprintError`, :class:`CancelledError`, or a bug's own exception).
     """
     try:
-        summary = _extract(reader, parameters, sink, area or Area(), progress, cancel, warn, model)
+        summary = _extract(reader, parameters, sink, area or Area(), progress, cancel, warn, model, probabilities)
         sink.finish(summary)
+        if probabilities is not None:
+            probabilities.finish()
     except BaseException:
         sink.abort()
+        if probabilities is not None:
+            probabilities.abort()
         raise
     return summary
 
 
 def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area,
              progress: ProgressCallback | None, cancel: CancelCheck | None,
-             warn: Callable[[str], None] | None, model: Model | None) -> Summary:
+             warn: Callable[[str], None] | None, model: Model | None,
+             probabilities: ProbabilityRaster | None) -> Summary:
     started = time.perf_counter()
     warnings: list[str] = []
 
@@ -135,10 +143,12 @@ def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink,
                       warn=note, resolution_range_m=tuple(card.resolution_range_m))
     predictor = Predictor(network, card, parameters.device, amp=parameters.tiling.amp,
                           backend=parameters.tiling.backend)
+    if probabilities is not None:
+        probabilities.start(grid, reader.crs_wkt)
     keep = area.keeper()
     count = 0
     # closing(): an error in the sink stops the inference thread now, not when the traceback is freed.
-    with closing(_buildings(reader, grid, bands, predictor, parameters, progress, cancel, note)) as found:
+    with closing(_buildings(reader, grid, bands, predictor, parameters, progress, cancel, note, probabilities)) as found:
         for buildings in found:
             buildings = keep(buildings)
             if buildings:
@@ -151,7 +161,7 @@ def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink,
 
 def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predictor: Predictor,
                parameters: ExtractionParameters, progress: ProgressCallback | None, cancel: CancelCheck | None,
-               warn: Callable[[str], None]) -> Iterator[list[Building]]:
+               warn: Callable[[str], None], probabilities: ProbabilityRaster | None) -> Iterator[list[Building]]:
     """The buildings of each strip of each column block, as they are found."""
     tiling_options = parameters.tiling
     tiling = resolve_tiling(tiling_options, predictor)
@@ -180,6 +190,9 @@ def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predicto
             for strip in strips:
                 if cancel and cancel():
                     raise CancelledError()
+                if probabilities is not None:  # each block writes its own columns
+                    own = slice(block.own_start - block.start, block.own_end - block.start)
+                    probabilities.write(strip.row_start - margin, block.own_start - margin, strip.building[:, own])
                 yield vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last)
         finally:
             strips.close()  # stops and joins the worker whatever happened here

@@ -111,15 +111,31 @@ def _grow_once(instances: np.ndarray, unassigned: np.ndarray) -> bool:
     """Give each unassigned pixel next to a labelled one (4-neighbourhood) that label; True if any changed.
 
     A 4-neighbour of a building pixel that is building belongs to the same region, so growth never
-    crosses from one building region into another.
+    crosses from one building region into another. Works on the bounding box of the unassigned
+    pixels only (plus one pixel), with four shifted maxima instead of a generic filter.
     """
-    grown = ndimage.grey_dilation(instances, footprint=_CROSS)
-    take = unassigned & (grown > 0)
+    rows, cols = np.flatnonzero(unassigned.any(axis=1)), np.flatnonzero(unassigned.any(axis=0))
+    if not len(rows):
+        return False
+    box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    part, todo = instances[box], unassigned[box]
+    grown = _dilate_cross(part)
+    take = todo & (grown > 0)
     if not take.any():
         return False
-    instances[take] = grown[take]
-    unassigned &= ~take
+    part[take] = grown[take]
+    todo &= ~take
     return True
+
+
+def _dilate_cross(values: np.ndarray) -> np.ndarray:
+    """Maximum over each pixel and its 4 neighbours (``grey_dilation`` with a cross, exactly)."""
+    out = values.copy()
+    np.maximum(out[1:], values[:-1], out=out[1:])
+    np.maximum(out[:-1], values[1:], out=out[:-1])
+    np.maximum(out[:, 1:], values[:, :-1], out=out[:, 1:])
+    np.maximum(out[:, :-1], values[:, 1:], out=out[:, :-1])
+    return out
 
 
 def orthogonalize(polygon: Polygon) -> Polygon:
@@ -316,7 +332,7 @@ class StripVectorizer:
         interiors = [ring for ring in polygon.interiors if Polygon(ring).area >= holes_px]
         polygon = Polygon(polygon.exterior, interiors)
         if options.regularize in ("simplify", "orthogonal"):
-            polygon = polygon.simplify(options.simplify_px, preserve_topology=True)
+            polygon = polygon.simplify(options.simplify_px, preserve_topology=False)  # 3x faster; make_valid below
         if options.regularize == "orthogonal":
             outline = orthogonalize(Polygon(polygon.exterior))
             polygon = Polygon(outline.exterior, list(polygon.interiors))
