@@ -40,6 +40,7 @@ def write_curves(metrics_jsonl: Path, png: Path) -> bool:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return False
     records = read_metrics(metrics_jsonl)
@@ -67,9 +68,10 @@ def write_curves(metrics_jsonl: Path, png: Path) -> bool:
     score_axes.set(xlabel="epoch", ylabel="validation score", title="Validation", ylim=(0, 1))
     for axes in (loss_axes, score_axes):
         axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=8)
-    figure.suptitle(f"{Path(metrics_jsonl).parent.name}: {len(records)} epochs", fontsize=10)
+    figure.suptitle(f"{Path(metrics_jsonl).parent.name}: {len(records)} epoch{'s' if len(records) > 1 else ''}", fontsize=10)
     png = Path(png)
     tmp = png.with_name(f".{png.name}.partial")
     try:
