@@ -66,3 +66,13 @@ def test_short_edges_show_pixel_staircases():
     square = ShapeStats()
     square.add(Polygon([(0, 0), (3, 0), (3, 3), (0, 3)]), metres_per_unit=0.2)  # 0.6 m edges on the ground
     assert square.summary()["short_edge_share"] == 1.0
+
+
+def test_outline_step_on_a_perfect_l_mask():
+    from outline_shapes import outline_step
+
+    truth, outline = outline_step(Polygon([(10, 10), (60, 10), (60, 30), (30, 30), (30, 55), (10, 55)]),
+                                  "orthogonal", 0.3)
+    angles = ring_angles(outline.exterior.coords)
+    assert len(angles) == 6 and all(is_right(a) for a in angles)  # an axis-aligned L comes back as an L
+    assert outline.intersection(truth).area / outline.union(truth).area > 0.97

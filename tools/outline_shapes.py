@@ -2,6 +2,7 @@
 
 python tools/outline_shapes.py [--split test|val] [--weights W] [--modes simplify,orthogonal] [--json FILE]
 python tools/outline_shapes.py --overlay RASTER --png FILE [--modes ...]   # the modes side by side over the image
+python tools/outline_shapes.py --lu [--modes ...]   # the outline step alone on real L- and U-shaped outlines
 
 For each outline mode: building F1 (SpaceNet, IoU >= 0.5, the project's one scorer) and pixel IoU, and
 the shape of the predicted outlines: vertices per building, the share of all vertices whose interior
@@ -227,6 +228,87 @@ def overlay(raster: str, modes: list[str], weights: str | None, png: Path, label
     figure.savefig(png)
 
 
+def l_and_u_outlines(split: dict, data: Path, tolerance: float = 12.0):
+    """(kind, raster resolution m, polygon in pixels) for each labelled L (6 right corners, one inner) or U
+    (8, two inner) building wholly inside a raster of ``split``: real outlines of those shapes."""
+    import rasterio
+    from shapely import affinity
+
+    from footprint_plugin.core.geo import ground_resolution_m
+    from trainer.vectors import read_polygons
+
+    for patterns, labels in split.values():
+        for pattern in patterns:
+            for raster in sorted(glob.glob(str(data / pattern))):
+                with rasterio.open(raster) as source:
+                    inverse, crs = ~source.transform, source.crs.to_wkt()
+                    width, height = source.width, source.height
+                    resolution = ground_resolution_m(crs, source.transform, width, height)[0]
+                for geometry in read_polygons(str(data / labels), crs).geometries:
+                    for polygon in getattr(geometry, "geoms", [geometry]):
+                        angles = ring_angles(polygon.exterior.coords)
+                        inner = sum(abs(a - 270.0) <= tolerance for a in angles)
+                        kind = {(6, 1): "L", (8, 2): "U"}.get((len(angles), inner))
+                        if not kind or not all(is_right(a, tolerance) for a in angles):
+                            continue
+                        pixels = affinity.affine_transform(polygon, [inverse.a, inverse.b, inverse.d, inverse.e,
+                                                                     inverse.xoff, inverse.yoff])
+                        x0, y0, x1, y1 = pixels.bounds
+                        if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height and pixels.area >= 150:
+                            yield kind, resolution, pixels
+
+
+def outline_step(polygon, mode: str, resolution_m: float):
+    """The vectoriser's outline for a perfect mask of ``polygon`` (pixel coordinates): what ``mode`` alone does."""
+    import numpy as np
+    from rasterio.features import rasterize
+    from rasterio.transform import Affine
+    from scipy import ndimage
+    from shapely import affinity
+
+    from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions
+
+    x0, y0, x1, y1 = polygon.bounds
+    left, top = math.floor(x0) - 6, math.floor(y0) - 6
+    local = affinity.translate(polygon, -left, -top)
+    width, height = int(math.ceil(x1 - left)) + 6, int(math.ceil(y1 - top)) + 6
+    building = rasterize([(local, 1)], out_shape=(height, width), dtype="uint8").astype(np.float32)
+    interior = ndimage.binary_erosion(building, iterations=2).astype(np.float32)
+    vectorizer = StripVectorizer(Affine.identity(), resolution_m ** 2, width,
+                                 VectorizeOptions(regularize=mode, min_area_m2=0))
+    found = vectorizer.add(0, building, interior, True)
+    return local, (found[0].geometry if len(found) == 1 else None)
+
+
+def l_and_u_report(split: dict, data: Path, modes: list[str]) -> dict:
+    rows: dict = {}
+    for kind, resolution, polygon in l_and_u_outlines(split, data):
+        for mode in modes:
+            truth, outline = outline_step(polygon, mode, resolution)
+            row = rows.setdefault(kind, {}).setdefault(mode, {"outlines": 0, "one_building": 0, "iou": [],
+                                                              "vertices": [], "right": [], "exact": 0})
+            row["outlines"] += 1
+            if outline is None:
+                continue
+            angles = ring_angles(outline.exterior.coords)
+            row["one_building"] += 1
+            row["iou"].append(outline.intersection(truth).area / outline.union(truth).area)
+            row["vertices"].append(len(angles))
+            row["right"].append(sum(is_right(a) for a in angles) / len(angles))
+            row["exact"] += len(angles) == (6 if kind == "L" else 8) and all(is_right(a) for a in angles)
+    summary = {}
+    for kind, by_mode in rows.items():
+        for mode, row in by_mode.items():
+            summary.setdefault(kind, {})[mode] = {
+                "outlines": row["outlines"], "one_building": row["one_building"],
+                "mean_iou": round(statistics.mean(row["iou"]), 4) if row["iou"] else 0.0,
+                "min_iou": round(min(row["iou"]), 4) if row["iou"] else 0.0,
+                "vertices_per_building": round(statistics.mean(row["vertices"]), 1) if row["vertices"] else 0.0,
+                "right_angle_share": round(statistics.mean(row["right"]), 4) if row["right"] else 0.0,
+                "exact_shape_share": round(row["exact"] / row["outlines"], 4) if row["outlines"] else 0.0}
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     from default_model import DATA, TEST, VAL
 
@@ -239,8 +321,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", help="with --overlay: reference outlines to draw too")
     parser.add_argument("--png", type=Path, default=Path("outline_shapes.png"))
     parser.add_argument("--crop", help="with --overlay: x,y,width,height in pixels")
+    parser.add_argument("--lu", action="store_true",
+                        help="the outline step alone on perfect masks of real L- and U-shaped labelled buildings "
+                             "(all places' labels; no network involved)")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.lu:
+        from default_model import PLACES
+
+        split = {}  # every labelled raster of every place: only its label outlines are used here
+        for rasters in PLACES.values():
+            for pattern, labels in rasters:
+                for raster in sorted(glob.glob(str(DATA / pattern))):
+                    own = Path(raster).with_name(Path(raster).stem + "_buildings.geojson")
+                    label_file = own if "*" in labels else DATA / labels
+                    split[Path(raster).stem] = ([str(Path(raster).relative_to(DATA))], str(label_file.relative_to(DATA)))
+        summary = l_and_u_report(split, DATA, modes)
+        print("outline step alone on perfect masks of real labelled outlines:")
+        for kind, by_mode in summary.items():
+            for mode, row in by_mode.items():
+                print(f"  {kind} ({row['outlines']} outlines) {mode:10}: IoU {row['mean_iou']:.3f} (min {row['min_iou']:.3f}), "
+                      f"{row['vertices_per_building']:.1f} vertices (truth {6 if kind == 'L' else 8}), "
+                      f"{row['right_angle_share']:.0%} right angles, exact {kind} shape {row['exact_shape_share']:.0%}")
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=1))
+        return 0
     if args.overlay:
         crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
         overlay(args.overlay, modes, args.weights, args.png, args.labels, crop)
