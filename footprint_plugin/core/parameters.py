@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FootprintError
 from .tiling import BACKENDS, TilingOptions
 from .vectorize import REGULARIZE_MODES, VectorizeOptions
-from .weights import ModelCard
+
+if TYPE_CHECKING:  # the weights module needs torch; this one must import without it (plugin start-up, installer)
+    from .weights import ModelCard
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
