@@ -117,6 +117,7 @@ def test_train_and_export_an_efficientnet_unet_with_the_strong_recipe(tmp_path):
                  "--scale-range", "0.6,1.5", "--balance", "places", "--threads", "1"]) == 0
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and all("val_f1" in r for r in log)
+    assert (run / "curves.png").stat().st_size > 10_000  # loss, F1 and pixel IoU per epoch, beside metrics.jsonl
     weights = tmp_path / "lite.safetensors"
     assert main(["export", "--checkpoint", str(run / "last.pt"), "--output", str(weights), "--float16"]) == 0
     model, card = load_weights(weights)

@@ -38,6 +38,7 @@ from footprint_plugin.core.model import (
 from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions
 
 from .augment import photometric
+from .curves import write_curves
 from .progress import ProgressBar
 from .scoring import match_buildings
 
@@ -421,6 +422,7 @@ def run(args: argparse.Namespace) -> int:
             with open(out / "metrics.jsonl", "a") as log:
                 log.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
+            write_curves(out / "metrics.jsonl", out / "curves.png")  # quietly skipped without matplotlib
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                      "best_f1": max(best_f1, f1), "model_args": config.to_dict(),
