@@ -105,7 +105,8 @@ class QgisProviderReader(WindowReader):
     def _block(self, band: int, rect: QgsRectangle, cols: int, rows: int) -> np.ndarray:
         block = self.provider.block(band, rect, cols, rows)
         if block is None or not block.isValid():
-            raise FootprintError(f"{self.name}: QGIS could not read pixels (band {band}).")
+            raise FootprintError(f"{self.name}: QGIS could not read the pixels of band {band} in "
+                                 f"{rect.toString(2)} ({cols} x {rows} px).")
         dtype = np.uint32 if self._argb else _NUMPY[self.dtype]
         return np.frombuffer(bytes(block.data()), dtype=dtype).reshape(rows, cols)
 

@@ -6,8 +6,10 @@ edges, so the blended probabilities show no seams. Only the rows that are
 still receiving tiles are kept in memory, and rasters wider than a block
 (6144 px of the model grid by default) run block by block
 (:mod:`.blocks`): peak memory depends on neither the raster's height nor its
-width. Around the raster's edge the grid has a margin of reflected pixels, the
-same whatever the tile size, so edge pixels get the same context in every run.
+width. The raster's edge is treated the same whatever the tile size: the outer
+tiles end at the edge, and a tile is never larger than the raster (small rasters
+get the same tiles at tile 256 and 512). An optional margin of reflected pixels
+(``TilingOptions.edge_margin``, 0 by default: measured worse) can pad the edge.
 
 The device choice, the tile grid, the predictor and the ONNX cache live in
 their own modules; their names are imported here too, for existing callers.
