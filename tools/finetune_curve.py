@@ -40,6 +40,8 @@ def main() -> int:
     parser.add_argument("--minutes", nargs="+", type=float, default=[2, 5, 10, 20])
     parser.add_argument("--out", type=Path, default=Path("out/finetune"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-norm", action="store_true", help="update BatchNorm statistics (default: frozen)")
+    parser.add_argument("--strong-augment", action="store_true", help="the v3 photometric augmentation")
     args = parser.parse_args()
 
     import torch
@@ -54,7 +56,8 @@ def main() -> int:
         output = args.out / f"finetuned_{minutes:g}min.safetensors"
         started = time.monotonic()
         result = finetune(FinetuneRequest(rasters=[str(DATA / args.raster)], buildings=str(DATA / args.buildings),
-                                          output=str(output), weights=args.base, minutes=minutes))
+                                          output=str(output), weights=args.base, minutes=minutes,
+                                          freeze_norm=not args.train_norm, strong_augment=args.strong_augment))
         row = {"minutes": minutes, "seconds": round(time.monotonic() - started, 1), "steps": result.steps,
                "buildings": result.buildings, "held_out_chips_f1": [round(result.f1_before, 4),
                                                                     round(result.f1_after, 4)],

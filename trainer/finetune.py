@@ -79,6 +79,8 @@ class FinetuneRequest:
     seed: int = 0
     val_fraction: float = 0.15
     min_buildings: int = MIN_BUILDINGS
+    freeze_norm: bool = True  # keep the base model's BatchNorm statistics (batches of a few crops are noisy)
+    strong_augment: bool = False
 
 
 @dataclass
@@ -231,8 +233,16 @@ class _Scorer:
         norm = self.card.normalization
         result = validate(model, self.paths, self.device, self.scale, norm["mean"], norm["std"], self.weights,
                           float(self.card.resolution_m), False, self.options)
-        model.train()
         return result.f1
+
+
+def _training_mode(model: torch.nn.Module, freeze_norm: bool) -> None:
+    """Train mode, with every BatchNorm kept in eval mode (its statistics frozen) when ``freeze_norm``."""
+    model.train()
+    if freeze_norm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
 
 
 def finetune(request: FinetuneRequest, progress: ProgressCallback | None = None,
@@ -276,14 +286,14 @@ def _train(model: torch.nn.Module, card: ModelCard, paths: list[Path], scale: fl
     norm = card.normalization
     crop = min(CHIP, int(card.tile_size))
     dataset = ChipDataset(paths, crop, scale, norm["mean"], norm["std"], request.seed,
-                          Augmentation(scale_jitter=0.15, strong=True), length=1 << 30)
+                          Augmentation(scale_jitter=0.15, strong=request.strong_augment), length=1 << 30)
     optimizer = torch.optim.AdamW(model.parameters(), lr=request.lr, weight_decay=1e-4)
     weights = torch.tensor(CLASS_WEIGHTS, device=device)
     budget = max(1.0, request.minutes * 60.0)
     start = time.monotonic()
     interval = max(budget * SCORE_EVERY[0], min(budget, SCORE_EVERY[1]))
     next_score = interval
-    model.train()
+    _training_mode(model, request.freeze_norm)
     step = 0
     while True:
         elapsed = time.monotonic() - start
@@ -303,6 +313,7 @@ def _train(model: torch.nn.Module, card: ModelCard, paths: list[Path], scale: fl
         step += 1
         if time.monotonic() - start >= next_score:
             best = _keep_best(model, score, best, history, time.monotonic() - start, progress, budget)
+            _training_mode(model, request.freeze_norm)
             next_score += interval
     return step, False, _keep_best(model, score, best, history, time.monotonic() - start, progress, budget)
 
