@@ -285,12 +285,14 @@ def main() -> int:
     print(f"weights {card.name}: seed threshold {used['seed_threshold']}, mask threshold {used['mask_threshold']}, "
           f"{card.resolution_m} m" + (" with flips" if args.flip_tta else "")
           + (f", averaged with {', '.join(args.ensemble)}" if args.ensemble else ""))
-    configs = {"default (3-class, simplify, min 5 m2)": ExtractionParameters(**base)}
+    default = ExtractionParameters(**base)
+    configs = {f"default (3-class, {default.regularize}, min {default.min_area_m2:g} m2)": default}
     if args.ablations:
         configs.update({
             "binary mask (border class ignored)": ExtractionParameters(**base, instances="binary"),
             "regularise none": ExtractionParameters(**base, regularize="none"),
             "regularise orthogonal": ExtractionParameters(**base, regularize="orthogonal"),
+            "regularise simplify": ExtractionParameters(**base, regularize="simplify"),
             "min area 2 m2": ExtractionParameters(**base, min_area_m2=2.0),
             "min area 15 m2": ExtractionParameters(**base, min_area_m2=15.0),
             "test-time flips": ExtractionParameters(**{**base, "tiling": TilingOptions(flip_tta=True)}),
