@@ -294,7 +294,7 @@ def _train(model: torch.nn.Module, card: ModelCard, paths: list[Path], scale: fl
     interval = max(budget * SCORE_EVERY[0], min(budget, SCORE_EVERY[1]))
     next_score = interval
     _training_mode(model, request.freeze_norm)
-    step = 0
+    step, scored_at = 0, 0
     while True:
         elapsed = time.monotonic() - start
         if cancelled and cancelled():
@@ -315,6 +315,9 @@ def _train(model: torch.nn.Module, card: ModelCard, paths: list[Path], scale: fl
             best = _keep_best(model, score, best, history, time.monotonic() - start, progress, budget)
             _training_mode(model, request.freeze_norm)
             next_score += interval
+            scored_at = step
+    if scored_at == step:  # the last step was scored already
+        return step, False, best
     return step, False, _keep_best(model, score, best, history, time.monotonic() - start, progress, budget)
 
 
