@@ -30,7 +30,7 @@ class ExtractionParameters:
     device: str = "auto"
     tiling: TilingOptions = field(default_factory=TilingOptions)
     min_area_m2: float = 5.0
-    regularize: str = "orthogonal"  # measured: right-angled outlines for 0.005 F1 (docs/model_report.md)
+    regularize: str = "simplify"  # orthogonal looks better but breaks tile-size invariance (docs/model_report.md)
     bands: list[int] | None = None
     mask_threshold: float | None = None  # model card's when None
     seed_threshold: float | None = None
@@ -96,7 +96,7 @@ OPTIONS: tuple[Option, ...] = (
            "resampled to for the model, metres", minimum=0.02, maximum=10.0, auto="the model's"),
     Option("min_area", "float", 5.0, "Minimum area (m²)", "drop buildings smaller than this, m2", minimum=0.0,
            maximum=100000.0),
-    Option("regularize", "str", "orthogonal", "Outline", "outline clean-up", REGULARIZE_MODES),
+    Option("regularize", "str", "simplify", "Outline", "outline clean-up", REGULARIZE_MODES),
     Option("tile_size", "int", None, "Tile size (px)", "tile side in model pixels", minimum=32, maximum=4096,
            auto="the model's"),
     Option("overlap", "int", None, "Overlap (px)", "tile overlap in pixels", minimum=0, maximum=2048,
