@@ -261,6 +261,11 @@ def test_writer_cleanup_after_a_failed_write_never_raises(full_disk):
     assert not list(full_disk.iterdir())
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal, even when the test runs as a background job (which ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path):
     size = 3072
     image = np.random.default_rng(1).integers(0, 255, (3, size, size), dtype=np.uint8)
@@ -268,7 +273,8 @@ def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path):
     output = tmp_path / "big.gpkg"
     process = subprocess.Popen([sys.executable, "-m", "trainer", "predict", "--input", str(raster), "--output",
                                 str(output), "--weights", str(DEFAULT_WEIGHTS), "--device", "cpu", "--quiet"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".big.gpkg.*.partial")) and time.monotonic() < deadline:
         time.sleep(0.1)
