@@ -18,12 +18,15 @@ import argparse
 import glob
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
+
+if TYPE_CHECKING:
+    from trainer.scoring import RasterScore
 
 PLACES = {  # place -> [(raster pattern, label files)]; "*_buildings" files belong to the raster of that name
     "banepa": [("banepa/images/*.tif", "banepa/buildings.geojson"),
@@ -82,31 +85,7 @@ def prepare_argv(out: Path, hold_out: str | None = None, resolution: float = 0.3
             "--out", str(out)]
 
 
-@dataclass
-class PlaceScore:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    intersection: float = 0.0
-    union: float = 0.0
-    missed: int = 0  # unmatched truth buildings no prediction covers 20% of (trainer.scoring.error_kinds)
-    merged: int = 0  # ... covered by a prediction that also covers another truth building
-    split: int = 0  # ... covered by two or more predictions
-
-    def add(self, other: PlaceScore) -> None:
-        for name in ("tp", "fp", "fn", "intersection", "union", "missed", "merged", "split"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    @property
-    def f1(self) -> float:
-        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
-
-    @property
-    def pixel_iou(self) -> float:
-        return self.intersection / self.union if self.union else 0.0
-
-
-def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model) -> PlaceScore:
+def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model) -> RasterScore:
     """Buildings of one raster against its labels, with the project's one scorer (pixel space, truth clipped)."""
     from footprint_plugin.core.extract import extract_buildings
     from footprint_plugin.core.readers import RasterioReader
@@ -114,20 +93,21 @@ def score_raster(raster: str, labels: str, parameters, min_area_m2: float, model
 
     with RasterioReader(raster) as reader:
         result = extract_buildings(reader, parameters, model=model)
-    one = score_raster_buildings(raster, labels, result.buildings, min_area_m2)
-    return PlaceScore(one.tp, one.fp, one.fn, one.intersection, one.union, one.missed, one.merged, one.split)
+    return score_raster_buildings(raster, labels, result.buildings, min_area_m2)
 
 
-def report(model, split: dict, parameters, min_area_m2: float = 5.0) -> dict[str, PlaceScore]:
+def report(model, split: dict, parameters, min_area_m2: float = 5.0) -> dict[str, RasterScore]:
     """Scores per place of ``split`` (and pooled) for ``model`` = ``load_model(weights)``."""
-    scores: dict[str, PlaceScore] = {}
+    from trainer.scoring import RasterScore
+
+    scores: dict[str, RasterScore] = {}
     for place, (patterns, labels) in split.items():
-        total = PlaceScore()
+        total = RasterScore()
         for pattern in patterns:
             for raster in sorted(glob.glob(str(DATA / pattern))):
                 total.add(score_raster(raster, str(DATA / labels), parameters, min_area_m2, model))
         scores[place] = total
-    pooled = PlaceScore()
+    pooled = RasterScore()
     for one in scores.values():
         pooled.add(one)
     scores["pooled"] = pooled
@@ -201,7 +181,7 @@ def make_variants(raster: Path, folder: Path) -> dict[str, Path]:
     return variants
 
 
-def print_table(title: str, scores: dict[str, PlaceScore]) -> None:
+def print_table(title: str, scores: dict[str, RasterScore]) -> None:
     print(f"\n{title}")
     print(f"  {'place':<12} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5} {'pixel IoU':>9}   FN: {'missed':>6} {'merged':>6} "
           f"{'split':>5}")

@@ -104,23 +104,6 @@ class ShapeStats:
         }
 
 
-@dataclass
-class Score:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    intersection: float = 0.0
-    union: float = 0.0
-
-    @property
-    def f1(self) -> float:
-        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
-
-    @property
-    def pixel_iou(self) -> float:
-        return self.intersection / self.union if self.union else 0.0
-
-
 def inside(geometry, frame) -> bool:
     return frame.contains(geometry)
 
@@ -132,11 +115,11 @@ def measure(split: dict, modes: list[str], weights: str | None, data: Path, min_
     from footprint_plugin.core.extract import ExtractionParameters, extract_buildings
     from footprint_plugin.core.geo import ground_resolution_m
     from footprint_plugin.core.readers import RasterioReader
-    from trainer.scoring import score_raster_buildings
+    from trainer.scoring import RasterScore, score_raster_buildings
     from trainer.vectors import read_polygons
 
     model = measured_model(weights)
-    scores = {mode: Score() for mode in modes}
+    scores = {mode: RasterScore() for mode in modes}
     shapes = {mode: ShapeStats() for mode in modes}
     truth_shapes = ShapeStats()
     started = time.monotonic()
@@ -162,10 +145,7 @@ def measure(split: dict, modes: list[str], weights: str | None, data: Path, min_
                         result = extract_buildings(reader, ExtractionParameters(weights=weights, regularize=mode,
                                                                                 min_area_m2=min_area_m2), model=model)
                     one = score_raster_buildings(raster, str(data / labels), result.buildings, min_area_m2)
-                    total = scores[mode]
-                    total.tp, total.fp, total.fn = total.tp + one.tp, total.fp + one.fp, total.fn + one.fn
-                    total.intersection += one.intersection
-                    total.union += one.union
+                    scores[mode].add(one)
                     for building in result.buildings:
                         if inside(building.geometry, frame):
                             shapes[mode].add(building.geometry, metres)

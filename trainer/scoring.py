@@ -130,6 +130,11 @@ class RasterScore:
     merged: int = 0
     split: int = 0
 
+    def add(self, other: RasterScore) -> None:
+        """Pool ``other`` into this score (counts and pixel areas add up)."""
+        for name in ("tp", "fp", "fn", "intersection", "union", "missed", "merged", "split"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     @property
     def f1(self) -> float:
         return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
