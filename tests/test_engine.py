@@ -37,9 +37,11 @@ def test_tile_grid_covers_every_pixel_and_ends_at_the_edge():
     starts = tile_starts(1000, 256, 192)
     assert starts[0] == 0 and starts[-1] == 1000 - 256
     assert all(b - a <= 192 for a, b in zip(starts, starts[1:]))
-    window = blend_window(64)
-    assert window.shape == (64, 64) and window.min() > 0
-    assert window[32, 32] == pytest.approx(window.max(), rel=1e-3) and window[0, 0] < 0.01
+    window = blend_window(64, 48, margin=16)
+    assert window.shape == (64, 48) and window.min() > 0
+    assert window[16, 16] == window[47, 31] == 1.0  # kept: 16 px or more from every edge
+    assert window[15, 24] < 0.01 and window[32, 32] < 0.01 and window[0, 0] < 0.01
+    assert (blend_window(32) == 1.0).all()  # no overlap: every tile keeps all its pixels
 
 
 def test_reflected_margin_and_fitted_tiles():

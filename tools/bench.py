@@ -126,7 +126,7 @@ def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, am
     import numpy as np
 
     from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage, load_model
-    from footprint_plugin.core.inference import Predictor, TilingOptions, tile_starts
+    from footprint_plugin.core.inference import Predictor, TilingOptions, resolve_tiling, tile_starts
     from footprint_plugin.core.readers import RasterioReader
 
     out = Path(tempfile.mkdtemp(prefix="bench-")) / "buildings.gpkg"
@@ -136,12 +136,12 @@ def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, am
                                                                          tiling=tiling))
     e2e_rss = peak_rss_mb()
     grid = result.grid
-    tile = result.card.tile_size
-    overlap = tile // 4
-    tiles = len(tile_starts(grid.width, tile, tile - overlap)) * len(tile_starts(grid.height, tile, tile - overlap))
     model, card, _ = load_model(str(weights))
     predictor = Predictor(model, card, device, amp=amp)
-    batch_n = batch_size or (16 if predictor.device.type == "cuda" else 4)
+    tiling_used = resolve_tiling(tiling, predictor)
+    tile, batch_n = tiling_used.tile, tiling_used.batch_size
+    tiles = len(tile_starts(grid.width, tile, tiling_used.stride)) * len(tile_starts(grid.height, tile,
+                                                                                      tiling_used.stride))
     batch = np.random.default_rng(0).normal(size=(batch_n, 3, tile, tile)).astype(np.float32)
     full_batches, rest = divmod(tiles, batch_n)
     if predictor.device.type == "cuda":
@@ -290,7 +290,7 @@ def main() -> int:
     for row in model_only_table(args.weights, 4, 256):
         print(f"  {row['network']:<20} {row['path']:<36} {row['mpx_per_s']:7.2f}", flush=True)
 
-    print("\nEnd to end, read -> GeoPackage (CPU, default network, batch 4, each size in a fresh process):")
+    print("\nEnd to end, read -> GeoPackage (CPU, default network and tiles, each size in a fresh process):")
     print(f"  {'raster':<13} {'Mpx':>6} {'tiles':>6} {'seconds':>8} {'s/Mpx':>6} {'e2e Mpx/s':>9} "
           f"{'model Mpx/s':>11} {'e2e/model':>9} {'peak RSS MB':>11} {'buildings':>9}")
     results = []

@@ -3,7 +3,7 @@
 For every real raster under ../shared/data and resources/sample, runs the default model at both
 tile sizes (default overlap, a quarter tile) and prints one row per raster, smallest first:
 
-    .venv/bin/python tools/tile_iou.py [--margin PX] [--limit N] [--json]
+    .venv/bin/python tools/tile_iou.py [--outline simplify|orthogonal|none] [--margin PX] [--limit N] [--json]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def rasters() -> list[Path]:
     return sorted(found, key=lambda p: (sizes[p], str(p)))
 
 
-def union_iou(path: Path, model, margin: int | None) -> dict:
+def union_iou(path: Path, model, margin: int | None, outline: str | None = None) -> dict:
     """Buildings at tile 256 and 512, and the IoU of their unions."""
     from shapely.ops import unary_union
 
@@ -43,7 +43,10 @@ def union_iou(path: Path, model, margin: int | None) -> dict:
     for tile in (256, 512):
         tiling = TilingOptions(tile_size=tile, edge_margin=EDGE_MARGIN if margin is None else margin)
         with RasterioReader(path) as reader:
-            result = extract_buildings(reader, ExtractionParameters(tiling=tiling), model=model)
+            parameters = ExtractionParameters(tiling=tiling)
+            if outline:
+                parameters.regularize = outline
+            result = extract_buildings(reader, parameters, model=model)
             size = (reader.width, reader.height)
         unions.append(unary_union([b.geometry for b in result.buildings]))
         counts.append(result.count)
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--margin", type=int, help="reflected edge margin in px (default: the engine's)")
     parser.add_argument("--limit", type=int, help="only the N smallest rasters")
+    parser.add_argument("--outline", choices=["simplify", "orthogonal", "none"], help="default: the engine's")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from footprint_plugin.core.pipeline import load_model
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     started = time.perf_counter()
     for path in rasters()[: args.limit]:
-        rows.append(union_iou(path, model, args.margin))
+        rows.append(union_iou(path, model, args.margin, args.outline))
         if not args.json:
             row = rows[-1]
             print(f"{row['raster']:<52} {row['size']:>10} {row['buildings_256']:>5} {row['buildings_512']:>5} "

@@ -1,8 +1,8 @@
 """Tiled, batched U-Net inference that yields blended class probabilities strip by strip.
 
-Tiles lie on one fixed grid over the whole raster and overlap; each tile's
-softmax output is weighted by a smooth window that falls towards the tile's
-edges, so the blended probabilities show no seams. Only the rows that are
+Tiles lie on one fixed grid over the whole raster and overlap; each tile keeps
+the softmax output of its centre, at least half the overlap from its edges
+(:func:`.tiling.blend_window`), so every pixel is seen with context on all sides. Only the rows that are
 still receiving tiles are kept in memory, and rasters wider than a block
 (6144 px of the model grid by default) run block by block
 (:mod:`.blocks`): peak memory depends on neither the raster's height nor its
@@ -120,7 +120,7 @@ def iter_probability_strips(
     xs = [x - column0 for x in tile_starts(full_width, tile_w, tiling.stride)
           if x >= column0 and x + tile_w <= max(column1, tile_w)]
     ys = tile_starts(height, tile_h, tiling.stride)
-    window = blend_window(tile_h, tile_w)
+    window = blend_window(tile_h, tile_w, tiling.overlap // 2)
     scale = predictor.scale_for(reader.dtype, reader.bit_depth)
     padded_width = max(width, tile_w)
     total_tiles = len(xs) * len(ys)

@@ -98,11 +98,11 @@ OPTIONS: tuple[Option, ...] = (
            maximum=100000.0),
     Option("regularize", "str", "simplify", "Outline", "outline clean-up", REGULARIZE_MODES),
     Option("tile_size", "int", None, "Tile size (px)", "tile side in model pixels", minimum=32, maximum=4096,
-           auto="the model's"),
+           auto="512, or the model's tile if larger"),
     Option("overlap", "int", None, "Overlap (px)", "tile overlap in pixels", minimum=0, maximum=2048,
-           auto="a quarter tile"),
+           auto="128, at most half the tile"),
     Option("batch_size", "int", None, "Batch size", "tiles per forward pass", minimum=1, maximum=1024,
-           auto="16 on CUDA, 4 elsewhere"),
+           auto="about 1 Mpx on CUDA, 0.26 Mpx elsewhere"),
 )
 OPTION = {option.name: option for option in OPTIONS}
 
