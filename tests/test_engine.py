@@ -52,6 +52,24 @@ def test_reflected_margin_and_fitted_tiles():
     assert fit_tile(512, 230, 32) == 256 and fit_tile(256, 1000, 32) == 256 and fit_tile(512, 512, 32) == 512
 
 
+def test_tiles_lie_on_one_lattice_whatever_the_tile_size():
+    from footprint_plugin.core.tiling import ResolvedTiling, padded_grid
+
+    for width, height in ((2049, 1537), (1024, 512), (300, 90)):
+        for tile in (256, 512, 1024):
+            tiling = ResolvedTiling(tile, 192, 1)
+            padded = padded_grid(width, height, tiling, 96, 16)
+            for length, side in ((padded.width, padded.tile_width), (padded.height, padded.tile_height)):
+                assert side % 16 == 0 and side <= tile
+                starts = tile_starts(length, side, tiling.stride)
+                # Every start is a multiple of the stride (so of 16: the pooling phase is the same for
+                # every tile size) and the last tile ends exactly at the padded edge.
+                assert all(start % tiling.stride == 0 for start in starts) and starts[-1] + side == length
+            assert padded.width >= width + 2 * 96 and padded.height >= height + 2 * 96
+    small = padded_grid(300, 90, ResolvedTiling(1024, 192, 1), 96, 16)
+    assert (small.width, small.height) == (small.tile_width, small.tile_height) == (496, 288)  # one tile
+
+
 def test_read_reflected_mirrors_the_edge_and_marks_only_the_raster_valid(tmp_path):
     from footprint_plugin.core.inference import read_reflected
 
@@ -236,6 +254,29 @@ def test_orthogonalize_squares_a_noisy_rotated_rectangle():
     for a, b in zip(edges, np.roll(edges, -1, axis=0)):
         assert abs(np.dot(a, b)) < 1e-6 * np.linalg.norm(a) * np.linalg.norm(b) + 1e-9
     assert square.area == pytest.approx(rotated.area, rel=0.05)
+
+
+def test_orthogonalize_keeps_an_l_and_leaves_a_blob_alone():
+    import math
+
+    from shapely import affinity
+    from shapely.geometry import Polygon
+
+    from footprint_plugin.core.vectorize import dominant_direction
+
+    # A pixel-mask L (grid px) rotated by 20 degrees, with 0.3 px of wobble on its walls.
+    ell = Polygon([(0, 0), (40, 0.3), (40, 15), (15.2, 15), (15, 30), (0.3, 30)])
+    rotated = affinity.rotate(ell, 20, origin=(0, 0))
+    assert dominant_direction(rotated.exterior.coords) == pytest.approx(20, abs=1.0)
+    out = orthogonalize(rotated)
+    assert len(out.exterior.coords) == 7  # six corners, all right angles
+    assert out.intersection(rotated).area / out.union(rotated).area > 0.97
+    # The direction moves little when the outline changes a little (no jump between orientations).
+    nudged = affinity.rotate(Polygon([(0, 0), (40, 0), (40, 15), (15, 15.6), (15, 30), (0, 30)]), 20, origin=(0, 0))
+    assert abs(dominant_direction(nudged.exterior.coords) - dominant_direction(rotated.exterior.coords)) < 1.5
+    # A round blob is no building: squaring it would move too much of its outline, so it stays.
+    blob = Polygon([(10 * math.cos(t), 10 * math.sin(t)) for t in (2 * math.pi * i / 40 for i in range(40))])
+    assert orthogonalize(blob).equals(blob)
 
 
 def test_progress_and_cancel(tmp_path):

@@ -43,7 +43,7 @@ def test_result_does_not_depend_on_tile_size(default_model, raster):
     assert len(small.buildings) > 20
     iou = a.intersection(b).area / a.union(b).area
     print(f"tile-iou {raster.name}: {iou:.4f}")
-    assert iou >= 0.98
+    assert iou >= 0.999  # the same lattice and context at both sizes: the same buildings (tools/tile_iou.py)
 
 
 def test_column_blocks_change_nothing_on_real_imagery(default_model):

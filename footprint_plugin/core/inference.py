@@ -34,10 +34,11 @@ from .readers import WindowReader
 from .threads import run_in_background
 from .tiling import (
     BACKENDS,
+    PaddedGrid,
     ResolvedTiling,
     TilingOptions,
     blend_window,
-    fit_tile,
+    padded_grid,
     reflect_indices,
     resolve_tiling,
     tile_starts,
@@ -87,9 +88,10 @@ def read_reflected(reader: WindowReader, grid: ModelGrid, bands: list[int], marg
     return data, valid
 
 
-def padded_size(grid: ModelGrid, options: TilingOptions) -> tuple[int, int]:
-    """Width and height of the padded grid the tiles lie on."""
-    return grid.width + 2 * options.edge_margin, grid.height + 2 * options.edge_margin
+def padded_size(grid: ModelGrid, options: TilingOptions, predictor: Predictor) -> PaddedGrid:
+    """The padded grid the tiles lie on (:func:`.tiling.padded_grid`)."""
+    return padded_grid(grid.width, grid.height, resolve_tiling(options, predictor), options.edge_margin,
+                       predictor.card.config.size_multiple)
 
 
 def iter_probability_strips(
@@ -111,10 +113,9 @@ def iter_probability_strips(
     """
     tiling = resolve_tiling(options, predictor)
     batch_size = tiling.batch_size
-    full_width, height = padded_size(grid, options)
-    multiple = predictor.card.config.size_multiple
-    # A tile is never larger than the padded raster: small rasters get the same tiles whatever the tile size.
-    tile_w, tile_h = fit_tile(tiling.tile, full_width, multiple), fit_tile(tiling.tile, height, multiple)
+    padded = padded_size(grid, options, predictor)
+    full_width, height = padded.width, padded.height
+    tile_w, tile_h = padded.tile_width, padded.tile_height  # smaller than the tile on small rasters
     column0, column1 = columns or (0, full_width)
     width = column1 - column0
     xs = [x - column0 for x in tile_starts(full_width, tile_w, tiling.stride)

@@ -30,7 +30,7 @@ class ExtractionParameters:
     device: str = "auto"
     tiling: TilingOptions = field(default_factory=TilingOptions)
     min_area_m2: float = 5.0
-    regularize: str = "simplify"  # orthogonal looks better but breaks tile-size invariance (docs/model_report.md)
+    regularize: str = "orthogonal"  # right-angled outlines (docs/model_report.md, "Outlines")
     bands: list[int] | None = None
     mask_threshold: float | None = None  # model card's when None
     seed_threshold: float | None = None
@@ -96,11 +96,11 @@ OPTIONS: tuple[Option, ...] = (
            "resampled to for the model, metres", minimum=0.02, maximum=10.0, auto="the model's"),
     Option("min_area", "float", 5.0, "Minimum area (m²)", "drop buildings smaller than this, m2", minimum=0.0,
            maximum=100000.0),
-    Option("regularize", "str", "simplify", "Outline", "outline clean-up", REGULARIZE_MODES),
+    Option("regularize", "str", "orthogonal", "Outline", "outline clean-up", REGULARIZE_MODES),
     Option("tile_size", "int", None, "Tile size (px)", "tile side in model pixels", minimum=32, maximum=4096,
-           auto="512, or the model's tile if larger"),
+           auto="1024, or the model's tile if larger"),
     Option("overlap", "int", None, "Overlap (px)", "tile overlap in pixels", minimum=0, maximum=2048,
-           auto="128, at most half the tile"),
+           auto="192, at most three quarters of the tile"),
     Option("batch_size", "int", None, "Batch size", "tiles per forward pass", minimum=1, maximum=1024,
            auto="about 1 Mpx on CUDA, 0.26 Mpx elsewhere"),
 )

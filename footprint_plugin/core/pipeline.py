@@ -165,8 +165,8 @@ def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predicto
     """The buildings of each strip of each column block, as they are found."""
     tiling_options = parameters.tiling
     tiling = resolve_tiling(tiling_options, predictor)
-    width, height = padded_size(grid, tiling_options)
-    margin = tiling_options.edge_margin
+    padded = padded_size(grid, tiling_options, predictor)
+    width, height, margin = padded.width, padded.height, padded.margin
     blocks = plan_column_blocks(width, tiling.tile, tiling.stride, tiling_options.block_width,
                                 tiling_options.block_halo)
     block_tiles = [len(tile_starts(block.width, tiling.tile, tiling.stride)) for block in blocks]

@@ -1,12 +1,13 @@
 """The tile grid: tile size, overlap and batch size, tile positions, the blend window and the
 reflected margin around the raster.
 
-Each tile keeps only the pixels at least half the overlap from its edges (where the tile is not
-at the raster's edge): with the default overlap every kept pixel saw at least ``CONTEXT_PX`` of
-real raster on each side. Measured on the default model (v2) on nairobi_c1 against one
-whole-raster pass: with 0-8 px of context the building probability differs by 0.18 on average,
-with 64-72 px by 0.013, with 96 px or more not at all. So the result hardly depends on the tile
-size, which only sets how many pixels each forward pass holds.
+Each tile keeps only the pixels at least half the overlap from its edges, and the raster gets
+``CONTEXT_PX`` of reflected raster around it: with the default overlap every kept pixel saw at
+least ``CONTEXT_PX`` of context on each side. Measured on the default model (v2) on nairobi_c1
+against one whole-raster pass: with 0-8 px of context the building probability differs by 0.18
+on average, with 64-72 px by 0.013, with 96 px or more not at all. Tiles start on one lattice
+(:func:`padded_grid`), so the network's pooling sees the pixels in the same phase too: the
+result does not depend on the tile size, which only sets how many pixels a forward pass holds.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
     from .predictor import Predictor
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-EDGE_MARGIN = 0  # measured (tools/tile_iou.py): 16-64 px of reflection made tile 256 and 512 differ more
-DEFAULT_TILE = 512  # px; the model's own training tile when that is larger
-CONTEXT_PX = 64  # default overlap = 2 x this: every kept pixel has this much context on each side
+CONTEXT_PX = 96  # measured: the default model's output at a pixel depends on nothing further than this
+EDGE_MARGIN = CONTEXT_PX  # grid px of reflected raster around the edge
+DEFAULT_TILE = 1024  # px; the model's own training tile when that is larger
 CPU_BATCH_PIXELS = 4 * 256 * 256  # measured: 4 x 512 px tiles per pass run 25% slower per pixel than 1
 CUDA_BATCH_PIXELS = 16 * 256 * 256
 
@@ -34,7 +35,7 @@ class TilingOptions:
     """How the raster is cut into tiles; ``None`` takes the default."""
 
     tile_size: int | None = None  # DEFAULT_TILE, or the model card's training tile if larger
-    overlap: int | None = None  # 2 x CONTEXT_PX, at most half the tile
+    overlap: int | None = None  # 2 x CONTEXT_PX, at most three quarters of the tile
     batch_size: int | None = None  # tiles of about 1 Mpx on CUDA, 0.26 Mpx elsewhere
     amp: bool = True  # float16 autocast on CUDA
     flip_tta: bool = False  # average with the horizontally flipped tile
@@ -42,6 +43,18 @@ class TilingOptions:
     block_width: int = 6144  # grid px: wider rasters run in column blocks, so memory does not grow with width
     block_halo: int = 192  # grid px each block also infers right of its own columns
     edge_margin: int = EDGE_MARGIN  # grid px of reflected raster around the edge (the same whatever the tile)
+
+
+@dataclass(frozen=True)
+class PaddedGrid:
+    """The grid the tiles lie on: the model grid with ``margin`` px of reflected raster before it and
+    at least that much after it, so that whole tiles of one lattice cover it exactly."""
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    margin: int
 
 
 @dataclass(frozen=True)
@@ -61,9 +74,10 @@ def resolve_tiling(options: TilingOptions, predictor: Predictor) -> ResolvedTili
     tile = int(options.tile_size or max(DEFAULT_TILE, predictor.card.tile_size))
     if tile < multiple or tile % multiple:
         raise FootprintError(f"Tile size {tile} must be a positive multiple of {multiple} for these weights.")
-    overlap = min(2 * CONTEXT_PX, tile // 2) if options.overlap is None else int(options.overlap)
-    if not 0 <= overlap <= tile // 2:
-        raise FootprintError(f"Overlap {overlap} must be between 0 and half the tile size ({tile // 2}).")
+    overlap = min(2 * CONTEXT_PX, 3 * tile // 4) if options.overlap is None else int(options.overlap)
+    if not 0 <= overlap <= 3 * tile // 4:
+        raise FootprintError(f"Overlap {overlap} must be between 0 and three quarters of the tile size "
+                             f"({3 * tile // 4}).")
     pixels = CUDA_BATCH_PIXELS if predictor.device.type == "cuda" else CPU_BATCH_PIXELS
     batch_size = int(options.batch_size or max(1, pixels // (tile * tile)))
     if batch_size < 1:
@@ -82,13 +96,13 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 def blend_window(rows: int, cols: int | None = None, margin: int = 0) -> np.ndarray:
     """2-D weights (rows x cols, square by default): 1 at least ``margin`` px from the tile's edges,
-    1e-3 nearer. Tiles that overlap by ``2 * margin`` then each keep their own centre, and a pixel near the
+    1e-6 nearer. Tiles that overlap by ``2 * margin`` then each keep their own centre, and a pixel near the
     raster's edge, which only one tile covers, keeps that tile's value."""
 
     def ramp(length: int) -> np.ndarray:
         positions = np.arange(length)
         distance = np.minimum(positions, length - 1 - positions)
-        return np.where(distance >= margin, 1.0, 1e-3).astype(np.float32)
+        return np.where(distance >= margin, 1.0, 1e-6).astype(np.float32)
 
     return np.outer(ramp(rows), ramp(rows if cols is None else cols))
 
@@ -96,6 +110,28 @@ def blend_window(rows: int, cols: int | None = None, margin: int = 0) -> np.ndar
 def fit_tile(tile: int, length: int, multiple: int) -> int:
     """The tile's side along an axis of ``length`` px: at most the length, rounded up to ``multiple``."""
     return min(tile, -(-length // multiple) * multiple)
+
+
+def lattice_span(length: int, tile: int, stride: int, multiple: int) -> tuple[int, int]:
+    """(padded length, tile side) along one axis for ``length`` px that must be covered: one tile
+    rounded up to ``multiple`` when that covers it, else whole tiles ``stride`` apart from 0."""
+    if length <= tile:
+        side = fit_tile(tile, length, multiple)
+        return side, side
+    count = -(-(length - tile) // stride) + 1
+    return tile + (count - 1) * stride, tile
+
+
+def padded_grid(width: int, height: int, tiling: ResolvedTiling, margin: int, multiple: int) -> PaddedGrid:
+    """The :class:`PaddedGrid` of a ``width`` x ``height`` px model grid.
+
+    Every tile starts ``margin`` px before a multiple of the stride, on both tile sizes, so each
+    pixel sees the same neighbourhood (real or reflected raster) whatever the tile size: with an
+    overlap of at least twice the model's reach the probabilities are the same.
+    """
+    padded_width, tile_width = lattice_span(width + 2 * margin, tiling.tile, tiling.stride, multiple)
+    padded_height, tile_height = lattice_span(height + 2 * margin, tiling.tile, tiling.stride, multiple)
+    return PaddedGrid(padded_width, padded_height, tile_width, tile_height, margin)
 
 
 def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
