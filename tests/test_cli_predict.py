@@ -146,3 +146,40 @@ def test_probability_raster_lies_on_the_grid_and_marks_the_buildings(tmp_path):
     inside = rasterize([(wkb.loads(bytes(g.ExportToWkb())), 1) for g, _, _ in features], out_shape=values.shape,
                        transform=src.transform).astype(bool)
     assert values[inside].mean() > 150 and values[~inside].mean() < 60
+
+
+def test_vectorising_workers_give_the_same_buildings(tmp_path):
+    from shapely import wkt
+
+    # The real model on the real Zanzibar sample, through `python -m trainer` (the main module a
+    # worker process imports again): two worker processes find exactly what one process finds.
+    zanzibar = REPO / "resources" / "sample" / "zanzibar_c1.tif"
+    found = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}.csv"
+        result = subprocess.run([sys.executable, "-m", "trainer", "predict", "--input", str(zanzibar), "--output",
+                                 str(out), "--vectorize-workers", workers, "--quiet"], cwd=REPO,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        rows = out.read_text().splitlines()[1:]
+        found[workers] = sorted((wkt.loads(row.split(",", 2)[2].rsplit(",", 1)[0].strip('"')) for row in rows),
+                                key=lambda g: (round(g.bounds[0], 3), round(g.bounds[1], 3)))
+    assert len(found["1"]) > 50 and len(found["1"]) == len(found["2"])
+    # The same outlines; a part's own pixel -> CRS offset may change the last of 16 digits.
+    assert all(a.equals_exact(b, 1e-6) for a, b in zip(found["1"], found["2"]))
+
+
+def test_column_cuts_never_cross_a_building():
+    from footprint_plugin.core.vectorize import split_columns
+
+    labels = np.zeros((20, 100), np.int32)
+    labels[2:8, 10:60] = 1  # a wide building over the middle
+    labels[10:15, 70:90] = 2
+    labels[16:19, 5:8] = 3
+    cuts = split_columns(labels, 4, 3)
+    assert cuts[0] == 0 and cuts[-1] == 100 and cuts == sorted(set(cuts))
+    for cut in cuts[1:-1]:
+        left, right = set(np.unique(labels[:, :cut])), set(np.unique(labels[:, cut:]))
+        assert left & right <= {0}
+    assert len(cuts) == 4  # three parts: 0 | 60..70 | 90..
+    assert split_columns(np.ones((4, 50), np.int32), 2, 2) == [0, 50]  # one building everywhere: one part

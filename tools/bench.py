@@ -186,8 +186,9 @@ def reader_comparison(raster: Path) -> dict:
     return result
 
 
-def vectorize_only(raster: Path, weights: Path) -> dict:
-    """Mpx/s of the vectoriser alone (one worker, this thread) on the model's real probability strips."""
+def vectorize_only(raster: Path, weights: Path, workers: int = 1) -> dict:
+    """Mpx/s of the vectoriser alone on the model's real probability strips: in this thread, or
+    with ``workers`` worker processes polygonising the parts of each strip."""
     from rasterio.transform import Affine
 
     from footprint_plugin.core.geo import model_grid
@@ -196,6 +197,7 @@ def vectorize_only(raster: Path, weights: Path) -> dict:
     from footprint_plugin.core.pipeline import load_model
     from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
     from footprint_plugin.core.vectorize import StripVectorizer
+    from footprint_plugin.core.workers import VectorizeWorkers
 
     model, card, _ = load_model(str(weights))
     predictor = Predictor(model, card, "cpu")
@@ -204,11 +206,17 @@ def vectorize_only(raster: Path, weights: Path) -> dict:
         bands = resolve_band_mapping(reader, card.input_bands)
         strips = list(iter_probability_strips(reader, grid, bands, predictor, TilingOptions()))
     options = vectorize_options(ExtractionParameters(), card)
+    pool = VectorizeWorkers(workers) if workers > 1 else None
+    if pool is not None:
+        pool.map(len, [[0]] * workers)  # the processes start before the clock does
+    width = strips[0].building.shape[1]
     started = time.perf_counter()
-    vectorizer = StripVectorizer(grid.transform * Affine.identity(), grid.pixel_area_m2, grid.width, options)
+    vectorizer = StripVectorizer(grid.transform * Affine.identity(), grid.pixel_area_m2, width, options, pool=pool)
     count = sum(len(vectorizer.add(s.row_start, s.building, s.interior, s.last)) for s in strips)
     seconds = time.perf_counter() - started
-    return {"size": f"{grid.width}x{grid.height}", "workers": 1, "seconds": seconds, "buildings": count,
+    if pool is not None:
+        pool.close()
+    return {"size": f"{grid.width}x{grid.height}", "workers": workers, "seconds": seconds, "buildings": count,
             "mpx_per_s": grid.width * grid.height / 1e6 / seconds}
 
 
@@ -260,6 +268,7 @@ def main() -> int:
     parser.add_argument("--readers", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--processing", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--vectorize", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--processing-sizes", type=int, nargs="*", default=[4096, 10240],
                         help="mosaic sizes the Processing algorithm runs on (peak RSS next to the CLI's)")
     parser.add_argument("--device", default="cpu")
@@ -272,7 +281,7 @@ def main() -> int:
         print(json.dumps(reader_comparison(args.readers)))
         return 0
     if args.vectorize:
-        print(json.dumps(vectorize_only(args.vectorize, args.weights)))
+        print(json.dumps(vectorize_only(args.vectorize, args.weights, args.workers)))
         return 0
     if args.processing:
         print(json.dumps(run_processing(args.processing, args.weights)), flush=True)
@@ -314,9 +323,11 @@ def main() -> int:
               f"{row['buildings']:9d}", flush=True)
 
     vrt = work / f"mosaic_{min(args.sizes, key=lambda s: abs(s - 4096))}.vrt"
-    row = child(["--vectorize", str(vrt), "--weights", str(args.weights)])
-    print(f"\nVectorise only (label, grow, polygonise, clean; 1 worker; 2 workers not implemented): {row['size']} "
-          f"{row['mpx_per_s']:.2f} Mpx/s ({row['seconds']:.1f} s, {row['buildings']} buildings)", flush=True)
+    for workers in (1, 2):
+        row = child(["--vectorize", str(vrt), "--weights", str(args.weights), "--workers", str(workers)])
+        print(f"{'' if workers > 1 else chr(10)}Vectorise only (label, grow, polygonise, clean), {workers} worker"
+              f"{'s' if workers > 1 else ''}: {row['size']} {row['mpx_per_s']:.2f} Mpx/s ({row['seconds']:.1f} s, "
+              f"{row['buildings']} buildings)", flush=True)
 
     readers = child(["--readers", str(work / f"mosaic_{min(args.sizes, key=lambda s: abs(s - 4096))}.vrt")])
     print("\nReaders, whole raster in 256-row strips (Mpx/s): "

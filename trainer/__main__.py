@@ -1,7 +1,6 @@
-"""``python -m trainer <command>``."""
-
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a worker process imports the main module again
+    sys.exit(main())

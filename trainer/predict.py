@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.extract import extract_to_file
 from footprint_plugin.core.parameters import OPTIONS, Option, build_parameters
 from footprint_plugin.core.readers import RasterioReader
@@ -40,12 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         add_option(parser, option)
     parser.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
+    parser.add_argument("--vectorize-workers", type=int, default=1, metavar="N",
+                        help="processes that polygonise while the model runs (default 1: in this process; "
+                             "2 or more pay off when a GPU runs the model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     parameters = build_parameters({option.name: getattr(args, option.name) for option in OPTIONS},
                                   weights=args.weights, amp=not args.no_amp)
+    if not 1 <= args.vectorize_workers <= 64:
+        raise FootprintError("--vectorize-workers must lie between 1 and 64.")
+    parameters.vectorize_workers = args.vectorize_workers
     bar = None if args.quiet else ProgressBar("predict")
     with RasterioReader(args.input) as reader:
         try:

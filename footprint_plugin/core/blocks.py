@@ -11,12 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio.transform import Affine
 
 from .tiling import tile_starts
 from .vectorize import StripVectorizer, VectorizeOptions
+
+if TYPE_CHECKING:
+    from .workers import VectorizeWorkers
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,8 @@ class ClaimMask:
 
 
 def block_vectorizers(blocks: list[ColumnBlock], height: int, transform: Affine, pixel_area_m2: float,
-                      options: VectorizeOptions, warn: Callable[[str], None] | None = None
-                      ) -> Iterator[tuple[ColumnBlock, StripVectorizer]]:
+                      options: VectorizeOptions, warn: Callable[[str], None] | None = None,
+                      pool: VectorizeWorkers | None = None) -> Iterator[tuple[ColumnBlock, StripVectorizer]]:
     """The block loop: one :class:`StripVectorizer` per block, left to right, each skipping the
     pixels the block on its left emitted and recording what it emits beyond its own columns.
 
@@ -92,6 +96,7 @@ def block_vectorizers(blocks: list[ColumnBlock], height: int, transform: Affine,
         vectorizer = StripVectorizer(
             transform * Affine.translation(block.start, 0), pixel_area_m2, block.width, options, warn=warn,
             owned_columns=(block.own_start - block.start, block.own_end - block.start),
-            emit_end=block.emit_end - block.start, column_offset=block.start, claimed=claimed, claims=claims)
+            emit_end=block.emit_end - block.start, column_offset=block.start, claimed=claimed, claims=claims,
+            pool=pool)
         yield block, vectorizer
         claimed = claims

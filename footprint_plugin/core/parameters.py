@@ -36,6 +36,7 @@ class ExtractionParameters:
     seed_threshold: float | None = None
     working_resolution_m: float | None = None  # model card's ground resolution when None
     instances: str = "three_class"  # "binary" ignores the border class (for comparison)
+    vectorize_workers: int = 1  # processes that polygonise (command line only: no process pools inside QGIS)
 
 
 def vectorize_options(parameters: ExtractionParameters, card: ModelCard) -> VectorizeOptions:

@@ -34,6 +34,7 @@ from .threads import run_in_background
 from .tiling import resolve_tiling, tile_starts
 from .vectorize import Building
 from .weights import ModelCard, load_weights
+from .workers import VectorizeWorkers
 
 Model = tuple[nn.Module, ModelCard, str]  # network, its card, the weights file it came from
 
@@ -177,25 +178,31 @@ def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predicto
     def stopped() -> bool:
         return stop.is_set() or bool(cancel and cancel())
 
-    for index, (block, vectorizer) in enumerate(block_vectorizers(blocks, height, transform, grid.pixel_area_m2,
-                                                                  options, warn)):
-        block_progress = _block_progress(progress, sum(block_tiles[:index]), block_tiles[index], sum(block_tiles),
-                                         index, len(blocks))
-        stop.clear()
-        strips = run_in_background(
-            lambda block=block, report=block_progress: iter_probability_strips(
-                reader, grid, bands, predictor, tiling_options, report, stopped, columns=(block.start, block.end)),
-            stop)
-        try:
-            for strip in strips:
-                if cancel and cancel():
-                    raise CancelledError()
-                if probabilities is not None:  # each block writes its own columns
-                    own = slice(block.own_start - block.start, block.own_end - block.start)
-                    probabilities.write(strip.row_start - margin, block.own_start - margin, strip.building[:, own])
-                yield vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last)
-        finally:
-            strips.close()  # stops and joins the worker whatever happened here
+    # Processes that polygonise parts of each strip (command line); stopped however the run ends.
+    pool = VectorizeWorkers(parameters.vectorize_workers) if parameters.vectorize_workers > 1 else None
+    try:
+        for index, (block, vectorizer) in enumerate(block_vectorizers(blocks, height, transform, grid.pixel_area_m2,
+                                                                      options, warn, pool)):
+            block_progress = _block_progress(progress, sum(block_tiles[:index]), block_tiles[index], sum(block_tiles),
+                                             index, len(blocks))
+            stop.clear()
+            strips = run_in_background(
+                lambda block=block, report=block_progress: iter_probability_strips(
+                    reader, grid, bands, predictor, tiling_options, report, stopped, columns=(block.start, block.end)),
+                stop)
+            try:
+                for strip in strips:
+                    if cancel and cancel():
+                        raise CancelledError()
+                    if probabilities is not None:  # each block writes its own columns
+                        own = slice(block.own_start - block.start, block.own_end - block.start)
+                        probabilities.write(strip.row_start - margin, block.own_start - margin, strip.building[:, own])
+                    yield vectorizer.add(strip.row_start, strip.building, strip.interior, strip.last)
+            finally:
+                strips.close()  # stops and joins the worker whatever happened here
+    finally:
+        if pool is not None:
+            pool.close(cancel=True)
 
 
 def _block_progress(progress: ProgressCallback | None, before: int, columns_of_tiles: int, total_columns: int,

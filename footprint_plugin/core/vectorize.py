@@ -26,6 +26,7 @@ from .errors import FootprintError
 
 if TYPE_CHECKING:
     from .blocks import ClaimMask
+    from .workers import VectorizeWorkers
 
 REGULARIZE_MODES = ("none", "simplify", "orthogonal")
 _CROSS = ndimage.generate_binary_structure(2, 1)
@@ -258,8 +259,10 @@ class StripVectorizer:
     def __init__(self, transform: Affine, pixel_area_m2: float, width: int, options: VectorizeOptions,
                  warn: Callable[[str], None] | None = None, owned_columns: tuple[int, int] | None = None,
                  emit_end: int | None = None, column_offset: int = 0, claimed: ClaimMask | None = None,
-                 claims: ClaimMask | None = None) -> None:
+                 claims: ClaimMask | None = None, pool: VectorizeWorkers | None = None) -> None:
         options.validate()
+        self.pool = pool  # vectorising worker processes; None: all in this thread
+        self.workers = pool.count if pool is not None else 1
         self.owned_columns = owned_columns or (0, width)
         self.emit_end = width if emit_end is None else emit_end
         self.column_offset = column_offset
@@ -349,51 +352,101 @@ class StripVectorizer:
         partial = np.zeros(len(pixels), bool)
         if emit_mask is not candidates:
             partial = pixels < np.bincount(instances[candidates], minlength=len(pixels))[: len(pixels)]
-        parts: dict[int, list[Polygon]] = {}
-        for geom, value in shapes(instances, mask=emit_mask, connectivity=4):
-            polygon = shape(geom)
-            value = int(value)
-            if value not in parts:
-                parts[value] = [polygon]
-            elif partial[value]:
-                parts[value].append(polygon)
-            elif polygon.area > parts[value][0].area:
-                parts[value] = [polygon]
-        row_offset = Affine.translation(0, self._top)
-        to_crs = self.transform * row_offset
-        matrix = [to_crs.a, to_crs.b, to_crs.d, to_crs.e, to_crs.xoff, to_crs.yoff]
-        buildings = []
-        for value, pieces in parts.items():
-            for polygon in pieces:
-                polygon = self._clean(polygon)
-                if polygon is None:
-                    continue
-                buildings.append(Building(affinity.affine_transform(polygon, matrix),
-                                          polygon.area * self.pixel_area_m2, float(sums[value] / pixels[value])))
-        return buildings
+        labels = np.where(emit_mask, instances, 0)
+        scores = sums / np.maximum(pixels, 1)
+        to_crs = self.transform * Affine.translation(0, self._top)
+        jobs = []
+        cuts = split_columns(labels, len(pixels), self.workers)
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            piece = to_crs * Affine.translation(start, 0)
+            jobs.append(PolygonJob(np.ascontiguousarray(labels[:, start:stop]), partial, scores,
+                                   (piece.a, piece.b, piece.d, piece.e, piece.xoff, piece.yoff),
+                                   self.pixel_area_m2, self.options))
+        if self.pool is None or len(jobs) == 1:
+            return [building for job in jobs for building in polygonise(job)]
+        return [building for found in self.pool.map(polygonise, jobs) for building in found]
 
-    def _clean(self, polygon: Polygon) -> Polygon | None:
-        """Hole filling, minimum area and regularisation, in grid pixel units."""
-        options = self.options
-        if polygon.area * self.pixel_area_m2 < options.min_area_m2:
-            return None
-        holes_px = options.fill_holes_m2 / self.pixel_area_m2
-        interiors = [ring for ring in polygon.interiors if Polygon(ring).area >= holes_px]
+
+def split_columns(labels: np.ndarray, count: int, pieces: int) -> list[int]:
+    """Column cuts [0, ..., width] into at most ``pieces`` parts of about equal width that no
+    labelled instance crosses (``count`` = largest label + 1)."""
+    width = labels.shape[1]
+    if pieces <= 1 or width < 2 * pieces:
+        return [0, width]
+    crossing = np.zeros(width + 1, np.int64)  # crossing[c] > 0: some instance has pixels in c - 1 and c
+    for box in ndimage.find_objects(labels, max_label=count - 1):
+        if box is not None and box[1].stop - box[1].start > 1:
+            crossing[box[1].start + 1] += 1
+            crossing[box[1].stop] -= 1
+    free = np.flatnonzero(np.cumsum(crossing)[1:width] == 0) + 1
+    cuts = [0]
+    for target in (width * i // pieces for i in range(1, pieces)):
+        if len(free):
+            cut = int(free[np.argmin(np.abs(free - target))])
+            if cuts[-1] < cut < width:
+                cuts.append(cut)
+    return cuts + [width]
+
+
+@dataclass
+class PolygonJob:
+    """One part of a strip to turn into buildings: the instance labels of the pixels to emit (0
+    elsewhere), per-label flags and scores, and the part's pixel -> CRS affine (a, b, d, e, x, y)."""
+
+    labels: np.ndarray
+    partial: np.ndarray  # bool per label: keep every piece, not only the largest
+    scores: np.ndarray  # mean building probability per label
+    matrix: tuple[float, ...]
+    pixel_area_m2: float
+    options: VectorizeOptions
+
+
+def polygonise(job: PolygonJob) -> list[Building]:
+    """The buildings of a :class:`PolygonJob` (runs in this process or in a vectorising worker)."""
+    parts: dict[int, list[Polygon]] = {}
+    for geom, value in shapes(job.labels, mask=job.labels > 0, connectivity=4):
+        polygon = shape(geom)
+        value = int(value)
+        if value not in parts:
+            parts[value] = [polygon]
+        elif job.partial[value]:
+            parts[value].append(polygon)
+        elif polygon.area > parts[value][0].area:
+            parts[value] = [polygon]
+    buildings = []
+    for value, pieces in parts.items():
+        for polygon in pieces:
+            polygon = clean_outline(polygon, job.pixel_area_m2, job.options)
+            if polygon is not None:
+                buildings.append(Building(affinity.affine_transform(polygon, list(job.matrix)),
+                                          polygon.area * job.pixel_area_m2, float(job.scores[value])))
+    return buildings
+
+
+def clean_outline(polygon: Polygon, pixel_area_m2: float, options: VectorizeOptions) -> Polygon | None:
+    """Hole filling, minimum area and regularisation, in grid pixel units."""
+    if polygon.area * pixel_area_m2 < options.min_area_m2:
+        return None
+    holes_px = options.fill_holes_m2 / pixel_area_m2
+    interiors = [ring for ring in polygon.interiors if Polygon(ring).area >= holes_px]
+    if len(interiors) < len(polygon.interiors):
         polygon = Polygon(polygon.exterior, interiors)
-        if options.regularize in ("simplify", "orthogonal"):
-            polygon = polygon.simplify(options.simplify_px, preserve_topology=False)  # 3x faster; make_valid below
-        if options.regularize == "orthogonal":
-            outline = orthogonalize(Polygon(polygon.exterior))
-            polygon = Polygon(outline.exterior, list(polygon.interiors))
-        if not polygon.is_valid:
-            polygon = make_valid(polygon)
-        if not isinstance(polygon, Polygon):
-            pieces = [g for g in getattr(polygon, "geoms", []) if isinstance(g, Polygon) and not g.is_empty]
-            if not pieces:
-                return None
-            polygon = max(pieces, key=lambda part: part.area)
-        if polygon.is_empty:
+    if options.regularize in ("simplify", "orthogonal"):
+        polygon = polygon.simplify(options.simplify_px, preserve_topology=False)  # 3x faster; make_valid below
+    if options.regularize == "orthogonal" and isinstance(polygon, Polygon) and not polygon.is_empty:
+        if interiors:
+            polygon = Polygon(orthogonalize(Polygon(polygon.exterior)).exterior, list(polygon.interiors))
+        else:
+            polygon = orthogonalize(polygon)
+    if not polygon.is_valid:
+        polygon = make_valid(polygon)
+    if not isinstance(polygon, Polygon):
+        pieces = [g for g in getattr(polygon, "geoms", []) if isinstance(g, Polygon) and not g.is_empty]
+        if not pieces:
             return None
-        if polygon.area * self.pixel_area_m2 < options.min_area_m2:
-            return None
-        return polygon
+        polygon = max(pieces, key=lambda part: part.area)
+    if polygon.is_empty:
+        return None
+    if polygon.area * pixel_area_m2 < options.min_area_m2:
+        return None
+    return polygon
