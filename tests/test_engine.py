@@ -59,15 +59,20 @@ def test_tiles_lie_on_one_lattice_whatever_the_tile_size():
         for tile in (256, 512, 1024):
             tiling = ResolvedTiling(tile, 192, 1)
             padded = padded_grid(width, height, tiling, 96, 16)
-            for length, side in ((padded.width, padded.tile_width), (padded.height, padded.tile_height)):
-                assert side % 16 == 0 and side <= tile
-                starts = tile_starts(length, side, tiling.stride)
+            for length, side, stride in ((padded.width, padded.tile_width, padded.stride_x),
+                                         (padded.height, padded.tile_height, padded.stride_y)):
+                assert side % 16 == 0 and side <= tile and stride == side - 192
+                starts = tile_starts(length, side, stride)
                 # Every start is a multiple of the stride (so of 16: the pooling phase is the same for
                 # every tile size) and the last tile ends exactly at the padded edge.
-                assert all(start % tiling.stride == 0 for start in starts) and starts[-1] + side == length
+                assert all(start % stride == 0 for start in starts) and starts[-1] + side == length
+                assert length - (width if length == padded.width else height) - 2 * 96 < 16 * len(starts)
             assert padded.width >= width + 2 * 96 and padded.height >= height + 2 * 96
     small = padded_grid(300, 90, ResolvedTiling(1024, 192, 1), 96, 16)
     assert (small.width, small.height) == (small.tile_width, small.tile_height) == (496, 288)  # one tile
+    # A raster a little over one tile gets two smaller tiles, not two of 1024 px.
+    just_over = padded_grid(1024, 1024, ResolvedTiling(1024, 192, 1), 96, 16)
+    assert (just_over.width, just_over.tile_width) == (1216, 704)
 
 
 def test_read_reflected_mirrors_the_edge_and_marks_only_the_raster_valid(tmp_path):

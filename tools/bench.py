@@ -126,7 +126,7 @@ def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, am
     import numpy as np
 
     from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage, load_model
-    from footprint_plugin.core.inference import Predictor, TilingOptions, resolve_tiling, tile_starts
+    from footprint_plugin.core.inference import Predictor, TilingOptions, padded_size, resolve_tiling, tile_starts
     from footprint_plugin.core.readers import RasterioReader
 
     out = Path(tempfile.mkdtemp(prefix="bench-")) / "buildings.gpkg"
@@ -138,11 +138,11 @@ def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, am
     grid = result.grid
     model, card, _ = load_model(str(weights))
     predictor = Predictor(model, card, device, amp=amp)
-    tiling_used = resolve_tiling(tiling, predictor)
-    tile, batch_n = tiling_used.tile, tiling_used.batch_size
-    tiles = len(tile_starts(grid.width, tile, tiling_used.stride)) * len(tile_starts(grid.height, tile,
-                                                                                      tiling_used.stride))
-    batch = np.random.default_rng(0).normal(size=(batch_n, 3, tile, tile)).astype(np.float32)
+    padded = padded_size(grid, tiling, predictor)  # the tiles the run inferred, as large as it used them
+    batch_n = resolve_tiling(tiling, predictor).batch_size
+    tiles = (len(tile_starts(padded.width, padded.tile_width, padded.stride_x))
+             * len(tile_starts(padded.height, padded.tile_height, padded.stride_y)))
+    batch = np.random.default_rng(0).normal(size=(batch_n, 3, padded.tile_height, padded.tile_width)).astype(np.float32)
     full_batches, rest = divmod(tiles, batch_n)
     if predictor.device.type == "cuda":
         import torch

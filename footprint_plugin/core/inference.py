@@ -118,9 +118,9 @@ def iter_probability_strips(
     tile_w, tile_h = padded.tile_width, padded.tile_height  # smaller than the tile on small rasters
     column0, column1 = columns or (0, full_width)
     width = column1 - column0
-    xs = [x - column0 for x in tile_starts(full_width, tile_w, tiling.stride)
+    xs = [x - column0 for x in tile_starts(full_width, tile_w, padded.stride_x)
           if x >= column0 and x + tile_w <= max(column1, tile_w)]
-    ys = tile_starts(height, tile_h, tiling.stride)
+    ys = tile_starts(height, tile_h, padded.stride_y)
     window = blend_window(tile_h, tile_w, tiling.overlap // 2)
     scale = predictor.scale_for(reader.dtype, reader.bit_depth)
     padded_width = max(width, tile_w)

@@ -99,7 +99,7 @@ OPTIONS: tuple[Option, ...] = (
            maximum=100000.0),
     Option("regularize", "str", "orthogonal", "Outline", "outline clean-up", REGULARIZE_MODES),
     Option("tile_size", "int", None, "Tile size (px)", "tile side in model pixels", minimum=32, maximum=4096,
-           auto="1024, or the model's tile if larger"),
+           auto="768, or the model's tile if larger"),
     Option("overlap", "int", None, "Overlap (px)", "tile overlap in pixels", minimum=0, maximum=2048,
            auto="192, at most three quarters of the tile"),
     Option("batch_size", "int", None, "Batch size", "tiles per forward pass", minimum=1, maximum=1024,

@@ -31,7 +31,7 @@ from .probability_raster import ProbabilityRaster
 from .readers import WindowReader, clip_to_extent, resolve_band_mapping
 from .sinks import Sink
 from .threads import run_in_background
-from .tiling import resolve_tiling, tile_starts
+from .tiling import tile_starts
 from .vectorize import Building
 from .weights import ModelCard, load_weights
 from .workers import VectorizeWorkers
@@ -165,12 +165,11 @@ def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predicto
                warn: Callable[[str], None], probabilities: ProbabilityRaster | None) -> Iterator[list[Building]]:
     """The buildings of each strip of each column block, as they are found."""
     tiling_options = parameters.tiling
-    tiling = resolve_tiling(tiling_options, predictor)
     padded = padded_size(grid, tiling_options, predictor)
     width, height, margin = padded.width, padded.height, padded.margin
-    blocks = plan_column_blocks(width, tiling.tile, tiling.stride, tiling_options.block_width,
+    blocks = plan_column_blocks(width, padded.tile_width, padded.stride_x, tiling_options.block_width,
                                 tiling_options.block_halo)
-    block_tiles = [len(tile_starts(block.width, tiling.tile, tiling.stride)) for block in blocks]
+    block_tiles = [len(tile_starts(block.width, padded.tile_width, padded.stride_x)) for block in blocks]
     transform = grid.transform * Affine.translation(-margin, -margin)
     options = vectorize_options(parameters, card=predictor.card)
     stop = threading.Event()

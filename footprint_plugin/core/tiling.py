@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "torch", "onnxruntime")
 CONTEXT_PX = 96  # measured: the default model's output at a pixel depends on nothing further than this
 EDGE_MARGIN = CONTEXT_PX  # grid px of reflected raster around the edge
-DEFAULT_TILE = 1024  # px; the model's own training tile when that is larger
+DEFAULT_TILE = 768  # px (the model's own training tile when larger): measured as fast as 1024 with 300 MB less
 CPU_BATCH_PIXELS = 4 * 256 * 256  # measured: 4 x 512 px tiles per pass run 25% slower per pixel than 1
 CUDA_BATCH_PIXELS = 16 * 256 * 256
 
@@ -55,6 +55,15 @@ class PaddedGrid:
     tile_width: int
     tile_height: int
     margin: int
+    overlap: int
+
+    @property
+    def stride_x(self) -> int:
+        return self.tile_width - self.overlap
+
+    @property
+    def stride_y(self) -> int:
+        return self.tile_height - self.overlap
 
 
 @dataclass(frozen=True)
@@ -112,26 +121,29 @@ def fit_tile(tile: int, length: int, multiple: int) -> int:
     return min(tile, -(-length // multiple) * multiple)
 
 
-def lattice_span(length: int, tile: int, stride: int, multiple: int) -> tuple[int, int]:
-    """(padded length, tile side) along one axis for ``length`` px that must be covered: one tile
-    rounded up to ``multiple`` when that covers it, else whole tiles ``stride`` apart from 0."""
+def lattice_span(length: int, tile: int, overlap: int, multiple: int) -> tuple[int, int]:
+    """(padded length, tile side) along one axis for ``length`` px that must be covered: the fewest
+    tiles of at most ``tile`` px that overlap by ``overlap``, each as small as that allows (a
+    multiple of ``multiple``), so a raster a little over one tile does not pay for two full ones."""
     if length <= tile:
         side = fit_tile(tile, length, multiple)
         return side, side
-    count = -(-(length - tile) // stride) + 1
-    return tile + (count - 1) * stride, tile
+    count = -(-(length - overlap) // (tile - overlap))
+    side = min(tile, -(-(-(-(length - overlap) // count) + overlap) // multiple) * multiple)
+    return side + (count - 1) * (side - overlap), side
 
 
 def padded_grid(width: int, height: int, tiling: ResolvedTiling, margin: int, multiple: int) -> PaddedGrid:
     """The :class:`PaddedGrid` of a ``width`` x ``height`` px model grid.
 
-    Every tile starts ``margin`` px before a multiple of the stride, on both tile sizes, so each
-    pixel sees the same neighbourhood (real or reflected raster) whatever the tile size: with an
-    overlap of at least twice the model's reach the probabilities are the same.
+    Every tile starts ``margin`` px before a multiple of the stride (itself a multiple of the
+    network's ``multiple``), so each pixel sees the same neighbourhood (real or reflected raster) in
+    the same pooling phase whatever the tile size: with an overlap of at least twice the model's
+    reach the probabilities are the same.
     """
-    padded_width, tile_width = lattice_span(width + 2 * margin, tiling.tile, tiling.stride, multiple)
-    padded_height, tile_height = lattice_span(height + 2 * margin, tiling.tile, tiling.stride, multiple)
-    return PaddedGrid(padded_width, padded_height, tile_width, tile_height, margin)
+    padded_width, tile_width = lattice_span(width + 2 * margin, tiling.tile, tiling.overlap, multiple)
+    padded_height, tile_height = lattice_span(height + 2 * margin, tiling.tile, tiling.overlap, multiple)
+    return PaddedGrid(padded_width, padded_height, tile_width, tile_height, margin, tiling.overlap)
 
 
 def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
