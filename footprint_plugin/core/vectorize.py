@@ -263,6 +263,7 @@ class StripVectorizer:
         options.validate()
         self.pool = pool  # vectorising worker processes; None: all in this thread
         self.workers = pool.count if pool is not None else 1
+        self._pending: list = []  # futures of the parts the workers polygonise
         self.owned_columns = owned_columns or (0, width)
         self.emit_end = width if emit_end is None else emit_end
         self.column_offset = column_offset
@@ -312,7 +313,7 @@ class StripVectorizer:
             self.warn("A building region reaches further into the next processing block than the blocks overlap; "
                       "it is cut there.")
             self._warned_wide = True
-        buildings = self._polygons(instances, regions, emit_region)
+        buildings = self._polygons(instances, regions, emit_region, last)
         self._owned_from = owned_until
         # Keep one row above the unowned part: pieces of emitted regions start there and are skipped.
         # After a forced cut nothing is kept, so what continues below starts as a new region.
@@ -339,11 +340,14 @@ class StripVectorizer:
             self.claims.mark(self._top, mask[:, start : self.claims.column_end - self.column_offset])
         return mask
 
-    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray) -> list[Building]:
+    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray,
+                  last: bool) -> list[Building]:
+        """The emitted buildings. With worker processes, a strip's parts are polygonised while this
+        thread labels the next strip: the buildings come out one call later (all of them by ``last``)."""
         candidates = emit_region[regions] & (instances > 0)
         emit_mask = self._emit_mask(candidates)
         if not emit_mask.any():
-            return []
+            return self._collect() if last else []
         emitted = instances[emit_mask]
         sums = np.bincount(emitted, weights=self._building[emit_mask].astype(np.float64))
         pixels = np.bincount(emitted)
@@ -362,9 +366,18 @@ class StripVectorizer:
             jobs.append(PolygonJob(np.ascontiguousarray(labels[:, start:stop]), partial, scores,
                                    (piece.a, piece.b, piece.d, piece.e, piece.xoff, piece.yoff),
                                    self.pixel_area_m2, self.options))
-        if self.pool is None or len(jobs) == 1:
+        if self.pool is None:
             return [building for job in jobs for building in polygonise(job)]
-        return [building for found in self.pool.map(polygonise, jobs) for building in found]
+        done = self._collect()
+        self._pending = [self.pool.submit(polygonise, job) for job in jobs]
+        return done + self._collect() if last else done
+
+    def _collect(self) -> list[Building]:
+        """The buildings of every part handed to the workers and not returned yet (waits for them)."""
+        if self.pool is None:
+            return []
+        pending, self._pending = self._pending, []
+        return [building for future in pending for building in self.pool.result(future)]
 
 
 def split_columns(labels: np.ndarray, count: int, pieces: int) -> list[int]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .errors import FootprintError
+
+BROKEN = "A vectorising worker process stopped (out of memory?); run again with --vectorize-workers 1."
 
 
 def _ignore_interrupt() -> None:
@@ -35,11 +37,20 @@ class VectorizeWorkers:
         self._pool = ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_ignore_interrupt)
 
     def map(self, function: Callable[[Any], Any], jobs: Iterable[Any]) -> list[Any]:
+        return [self.result(future) for future in [self.submit(function, job) for job in jobs]]
+
+    def submit(self, function: Callable[[Any], Any], job: Any) -> Future:
         try:
-            return list(self._pool.map(function, jobs))
+            return self._pool.submit(function, job)
         except BrokenProcessPool:
-            raise FootprintError("A vectorising worker process stopped (out of memory?); run again with "
-                                 "--vectorize-workers 1.") from None
+            raise FootprintError(BROKEN) from None
+
+    @staticmethod
+    def result(future: Future) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise FootprintError(BROKEN) from None
 
     def close(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=True, cancel_futures=cancel)
