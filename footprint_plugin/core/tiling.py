@@ -4,8 +4,9 @@ reflected margin around the raster.
 Each tile keeps only the pixels at least half the overlap from its edges, and the raster gets
 ``CONTEXT_PX`` of reflected raster around it: with the default overlap every kept pixel saw at
 least ``CONTEXT_PX`` of context on each side. Measured on the default model (v2) on nairobi_c1
-against one whole-raster pass: with 0-8 px of context the building probability differs by 0.18
-on average, with 64-72 px by 0.013, with 96 px or more not at all. Tiles start on one lattice
+against one whole-raster pass (``tools/context_reach.py``): with 0-8 px of context the building
+probability differs by 0.18 on average, with 64-72 px by 0.013, with 96 px or more not at all.
+Tiles start on one lattice
 (:func:`padded_grid`), so the network's pooling sees the pixels in the same phase too: the
 result does not depend on the tile size, which only sets how many pixels a forward pass holds.
 """
