@@ -266,20 +266,58 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path):
-    size = 3072
-    image = np.random.default_rng(1).integers(0, 255, (3, size, size), dtype=np.uint8)
-    raster = write_raster(tmp_path / "big.tif", image)
+def _descendants(pid: int) -> set[int]:
+    """Process ids of ``pid``'s children, their children, and so on (from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _running(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still running (not gone, not a zombie waiting to be reaped)."""
+    alive = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.append(pid)
+        except (OSError, IndexError):
+            continue
+    return alive
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path, workers):
+    # Real imagery (the Zanzibar sample repeated to 3072 x 3072 px), so buildings reach the workers early.
+    sys.path.insert(0, str(REPO / "tools"))
+    from bench import mosaic_vrt
+
+    raster = mosaic_vrt(REPO / "resources" / "sample" / "zanzibar_c1.tif", 3072, tmp_path / "big.vrt")
     output = tmp_path / "big.gpkg"
     process = subprocess.Popen([sys.executable, "-m", "trainer", "predict", "--input", str(raster), "--output",
-                                str(output), "--weights", str(DEFAULT_WEIGHTS), "--device", "cpu", "--quiet"],
+                                str(output), "--weights", str(DEFAULT_WEIGHTS), "--device", "cpu", "--quiet",
+                                "--vectorize-workers", workers],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".big.gpkg.*.partial")) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(2.0)  # inside the run: model loaded, output open, inference going
+    helpers = _descendants(process.pid)  # the vectorising workers and their forkserver, once started
+    while workers == "2" and len(helpers) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        helpers = _descendants(process.pid)
     assert process.poll() is None, "the run ended before the interrupt"
+    if workers == "2":
+        assert len(helpers) >= 3, "the vectorising workers had not started"  # forkserver + 2 workers
     process.send_signal(signal.SIGINT)
     sent = time.monotonic()
     try:
@@ -289,8 +327,13 @@ def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path):
             os.kill(process.pid, signal.SIGKILL)
     seconds = time.monotonic() - sent
     lines = [line for line in err.splitlines() if line.strip()]
-    print(f"fault-matrix: SIGINT: exit {process.returncode} after {seconds:.2f} s: {lines}")
+    print(f"fault-matrix: SIGINT ({workers} vectorising process(es)): exit {process.returncode} after "
+          f"{seconds:.2f} s: {lines}")
     assert process.returncode == 130, err[-2000:]
     assert lines == ["interrupted"], err[-2000:]
     assert seconds < 5, f"exit {seconds:.1f} s after SIGINT"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.vrt"]
+    deadline = time.monotonic() + 5  # the workers and their forkserver exit once the run's pipes close
+    while _running(helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(helpers), "a vectorising helper process outlived the run"
