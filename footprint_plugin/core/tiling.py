@@ -129,9 +129,13 @@ def lattice_span(length: int, tile: int, overlap: int, multiple: int) -> tuple[i
     if length <= tile:
         side = fit_tile(tile, length, multiple)
         return side, side
-    count = -(-(length - overlap) // (tile - overlap))
-    side = min(tile, -(-(-(-(length - overlap) // count) + overlap) // multiple) * multiple)
+    count = _ceil_div(length - overlap, tile - overlap)
+    side = min(tile, _ceil_div(_ceil_div(length - overlap, count) + overlap, multiple) * multiple)
     return side + (count - 1) * (side - overlap), side
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
 
 
 def padded_grid(width: int, height: int, tiling: ResolvedTiling, margin: int, multiple: int) -> PaddedGrid:
