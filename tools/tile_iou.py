@@ -1,7 +1,7 @@
 """Does the result depend on the tile size?  Union IoU of the buildings at tile 256 and tile 512.
 
 For every real raster under ../shared/data and resources/sample, runs the default model at both
-tile sizes (default overlap, a quarter tile) and prints one row per raster, smallest first:
+tile sizes (the default overlap) and prints one row per raster, smallest first:
 
     .venv/bin/python tools/tile_iou.py [--outline simplify|orthogonal|none] [--margin PX] [--limit N] [--json]
 """

@@ -1,3 +1,5 @@
+"""``python -m trainer <command>``."""
+
 import sys
 
 from .cli import main

@@ -2,14 +2,13 @@
 
 Tiles lie on one fixed grid over the whole raster and overlap; each tile keeps
 the softmax output of its centre, at least half the overlap from its edges
-(:func:`.tiling.blend_window`), so every pixel is seen with context on all sides. Only the rows that are
-still receiving tiles are kept in memory, and rasters wider than a block
+(:func:`.tiling.blend_window`), so every pixel is seen with context on all sides.
+Only the rows that are still receiving tiles are kept in memory, and rasters wider than a block
 (6144 px of the model grid by default) run block by block
 (:mod:`.blocks`): peak memory depends on neither the raster's height nor its
-width. The raster's edge is treated the same whatever the tile size: the outer
-tiles end at the edge, and a tile is never larger than the raster (small rasters
-get the same tiles at tile 256 and 512). An optional margin of reflected pixels
-(``TilingOptions.edge_margin``, 0 by default: measured worse) can pad the edge.
+width. The raster's edge is treated the same whatever the tile size: a margin of
+reflected raster (``TilingOptions.edge_margin``) surrounds it, and the tiles lie on
+one lattice over it (:func:`.tiling.padded_grid`).
 
 The device choice, the tile grid, the predictor and the ONNX cache live in
 their own modules; their names are imported here too, for existing callers.

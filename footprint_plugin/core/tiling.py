@@ -73,10 +73,6 @@ class ResolvedTiling:
     overlap: int
     batch_size: int
 
-    @property
-    def stride(self) -> int:
-        return self.tile - self.overlap
-
 
 def resolve_tiling(options: TilingOptions, predictor: Predictor) -> ResolvedTiling:
     """Tile size, overlap and batch size with defaults filled in and checked against the weights."""
