@@ -14,7 +14,13 @@ from footprint_plugin.core.extract import Area, ExtractionParameters, extract_bu
 from footprint_plugin.core.geo import ground_resolution_m, model_grid
 from footprint_plugin.core.inference import TilingOptions, blend_window, plan_column_blocks, tile_starts
 from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
-from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions, label_instances, orthogonalize
+from footprint_plugin.core.vectorize import (
+    StripVectorizer,
+    VectorizeOptions,
+    class_maps,
+    label_instances,
+    orthogonalize,
+)
 
 from .helpers import MERCATOR_60N, ProbeModel, paint, probe_card, write_raster
 
@@ -152,7 +158,8 @@ def test_instances_grow_from_interior_seeds():
     building[2:18, 2:28] = 1
     interior[4:16, 4:13] = 1
     interior[4:16, 17:26] = 1
-    instances, regions, boxes = label_instances(building, interior, VectorizeOptions())
+    options = VectorizeOptions()
+    instances, regions, boxes = label_instances(class_maps(building, interior, options), options)
     assert len(boxes) == 1
     assert regions.max() == 1
     assert len(np.unique(instances)) == 3
@@ -355,7 +362,7 @@ def test_endless_building_region_is_cut_to_bound_memory():
     found, held = [], []
     for start in range(0, rows, 100):
         found += vectorizer.add(start, building[start : start + 100], interior[start : start + 100], start + 100 >= rows)
-        held.append(len(vectorizer._building))
+        held.append(len(vectorizer._maps))
     assert max(held) <= 1024 + 100
     assert len(warnings) == 1 and "cut" in warnings[0]
     assert sum(b.area_m2 for b in found) == pytest.approx(rows * cols, rel=0.01)

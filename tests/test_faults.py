@@ -112,15 +112,15 @@ def extract(raster: Path, stage: str, trigger: Trigger, sink=None) -> tuple[Base
 
 @pytest.fixture()
 def vectoriser_trigger(monkeypatch):
-    """The vectoriser stage: StripVectorizer.add calls the trigger (set per test) first."""
+    """The vectoriser stage: StripVectorizer.add_maps calls the trigger (set per test) first."""
     holder: dict[str, Trigger] = {}
-    original = vectorize.StripVectorizer.add
+    original = vectorize.StripVectorizer.add_maps
 
     def add(self, *args, **kwargs):
         holder["trigger"]()
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(vectorize.StripVectorizer, "add", add)
+    monkeypatch.setattr(vectorize.StripVectorizer, "add_maps", add)
     return holder
 
 

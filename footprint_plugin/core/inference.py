@@ -57,8 +57,8 @@ class ProbabilityStrip:
     """Final blended probabilities for grid rows ``row_start .. row_start + rows``."""
 
     row_start: int
-    building: np.ndarray  # P(interior) + P(border), float16 (rows, width)
-    interior: np.ndarray  # P(interior), float16 (rows, width)
+    building: np.ndarray  # P(interior) + P(border), float32 (rows, width)
+    interior: np.ndarray  # P(interior), float32 (rows, width)
     last: bool
 
 
@@ -171,9 +171,7 @@ def iter_probability_strips(
                 building[missing] = 0.0
                 interior = acc[1, rows, :width] / total
                 interior[missing] = 0.0
-                # float16 halves what waits in the queue and in the vectoriser; thresholds need no more.
-                yield ProbabilityStrip(emitted_until, building.astype(np.float16), interior.astype(np.float16),
-                                       index + 1 == len(ys))
+                yield ProbabilityStrip(emitted_until, building, interior, index + 1 == len(ys))
                 emitted_until = final_end
             # Drop the emitted rows from the accumulators.
             shift = emitted_until - buffer_top

@@ -48,14 +48,14 @@ class ProbabilityRaster:
             raise self._error(exc) from None
 
     def write(self, row: int, col: int, building: np.ndarray) -> None:
-        """Probabilities (rows, cols) for grid pixels from (``row``, ``col``); parts outside the grid are dropped."""
+        """Building probabilities (rows, cols), uint8 0-255 (``ClassMaps.probability``), for grid pixels
+        from (``row``, ``col``); parts outside the grid are dropped."""
         grid = self.grid
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + building.shape[0], grid.height), min(col + building.shape[1], grid.width)
         if r1 <= r0 or c1 <= c0:
             return
-        part = building[r0 - row : r1 - row, c0 - col : c1 - col].astype(np.float32)
-        values = np.clip(np.rint(part * 255.0), 0, 255).astype(np.uint8)
+        values = np.ascontiguousarray(building[r0 - row : r1 - row, c0 - col : c1 - col], dtype=np.uint8)
         try:
             self._dataset.write(values, 1, window=Window(c0, r0, c1 - c0, r1 - r0))
         except (RasterioError, OSError) as exc:

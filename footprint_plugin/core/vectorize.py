@@ -65,21 +65,53 @@ class Building:
     score: float
 
 
-def label_instances(
-    building_prob: np.ndarray, interior_prob: np.ndarray, options: VectorizeOptions
-) -> tuple[np.ndarray, np.ndarray, list]:
+@dataclass
+class ClassMaps:
+    """Rows of the model's output, thresholded: all the vectoriser needs, 3 bytes a pixel."""
+
+    building: np.ndarray  # bool: P(interior) + P(border) above the mask threshold
+    seeds: np.ndarray  # bool: building, and P(interior) above the seed threshold (binary instances: = building)
+    probability: np.ndarray  # uint8: P(interior) + P(border), x 255 and rounded (scores, probability raster)
+
+    def __len__(self) -> int:
+        return len(self.building)
+
+
+def class_maps(building_prob: np.ndarray, interior_prob: np.ndarray, options: VectorizeOptions) -> ClassMaps:
+    """Threshold one strip of probabilities (float32 is fastest) into :class:`ClassMaps`."""
+    building = building_prob > options.mask_threshold
+    seeds = building if options.instances == "binary" else (interior_prob > options.seed_threshold) & building
+    probability = np.empty(building_prob.shape, np.float32)
+    np.multiply(building_prob, 255.0, out=probability)
+    np.clip(probability, 0.0, 255.0, out=probability)
+    np.rint(probability, out=probability)
+    return ClassMaps(building, seeds, probability.astype(np.uint8))
+
+
+def _join(first: ClassMaps, second: ClassMaps) -> ClassMaps:
+    return ClassMaps(*(np.concatenate([a, b]) for a, b in
+                       zip((first.building, first.seeds, first.probability),
+                           (second.building, second.seeds, second.probability))))
+
+
+def _rows(maps: ClassMaps, start: int) -> ClassMaps:
+    return ClassMaps(maps.building[start:], maps.seeds[start:], maps.probability[start:])
+
+
+def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndarray, np.ndarray, list]:
     """Instance labels, connected building-region labels (both int32, 0 = background) and the
     regions' bounding boxes (``ndimage.find_objects``)."""
-    building = building_prob > options.mask_threshold
+    building = maps.building
     regions, _ = ndimage.label(building, structure=_CROSS)
-    seed_mask = building if options.instances == "binary" else (interior_prob > options.seed_threshold) & building
-    seeds, n_seeds = ndimage.label(seed_mask, structure=_CROSS)
-    if n_seeds and options.min_seed_px > 1:
-        sizes = np.bincount(seeds.ravel(), minlength=n_seeds + 1)
-        small = sizes < options.min_seed_px
+    seeds, n_seeds = ndimage.label(maps.seeds, structure=_CROSS)
+    if n_seeds and options.min_seed_px > 1:  # drop tiny seeds, looking at seed pixels only
+        flat, where = seeds.reshape(-1), np.flatnonzero(maps.seeds)
+        values = flat[where]
+        small = np.bincount(values, minlength=n_seeds + 1) < options.min_seed_px
         small[0] = False
-        if small.any():
-            seeds[small[seeds]] = 0
+        drop = small[values]
+        if drop.any():
+            flat[where[drop]] = 0
     instances = np.asarray(seeds, dtype=np.int32)  # ndimage.label gives int32 already: no copy
     unassigned = building & (instances == 0)
     # Grow seeds into the building mask one pixel ring at a time: a few rings over the whole
@@ -274,19 +306,22 @@ class StripVectorizer:
         self.width = width
         self.options = options
         self.warn = warn
-        self._building = np.zeros((0, width), np.float16)
-        self._interior = np.zeros((0, width), np.float16)
+        self._maps = ClassMaps(np.zeros((0, width), bool), np.zeros((0, width), bool), np.zeros((0, width), np.uint8))
         self._top = 0  # grid row of the buffer's first row
         self._owned_from = 0  # regions starting above this row were emitted already
         self._warned_cut = False
         self._warned_wide = False
 
     def add(self, row_start: int, building: np.ndarray, interior: np.ndarray, last: bool) -> list[Building]:
-        if row_start != self._top + len(self._building):
+        """The buildings completed by a strip of probabilities: P(interior) + P(border), and P(interior)."""
+        return self.add_maps(row_start, class_maps(building, interior, self.options), last)
+
+    def add_maps(self, row_start: int, maps: ClassMaps, last: bool) -> list[Building]:
+        """The buildings completed by a strip of thresholded maps (:func:`class_maps`)."""
+        if row_start != self._top + len(self._maps):
             raise ValueError("strips must arrive in order without gaps")
-        self._building = np.concatenate([self._building, building.astype(np.float16, copy=False)])
-        self._interior = np.concatenate([self._interior, interior.astype(np.float16, copy=False)])
-        rows = len(self._building)
+        self._maps = _join(self._maps, maps) if len(self._maps) else maps
+        rows = len(self._maps)
         end = self._top + rows
         max_rows = max(1024, min(self.options.max_buffer_rows, self.options.max_buffer_pixels // max(1, self.width)))
         forced = rows > max_rows and not last
@@ -295,7 +330,7 @@ class StripVectorizer:
             if self.warn and not self._warned_cut:
                 self.warn(f"A building region is taller than {max_rows} px; it is cut there.")
                 self._warned_cut = True
-        instances, regions, region_slices = label_instances(self._building, self._interior, self.options)
+        instances, regions, region_slices = label_instances(self._maps, self.options)
         owned_until = end
         region_top = np.zeros(len(region_slices) + 1, np.int64)
         region_left = np.zeros(len(region_slices) + 1, np.int64)
@@ -319,8 +354,7 @@ class StripVectorizer:
         # After a forced cut nothing is kept, so what continues below starts as a new region.
         keep_from = end if forced else max(self._top, owned_until - 1)
         cut = keep_from - self._top
-        self._building = self._building[cut:]
-        self._interior = self._interior[cut:]
+        self._maps = _rows(self._maps, cut)
         self._top = keep_from
         return buildings
 
@@ -349,7 +383,7 @@ class StripVectorizer:
         if not emit_mask.any():
             return self._collect() if last else []
         emitted = instances[emit_mask]
-        sums = np.bincount(emitted, weights=self._building[emit_mask].astype(np.float64))
+        sums = np.bincount(emitted, weights=self._maps.probability[emit_mask]) / 255.0
         pixels = np.bincount(emitted)
         # Instances cut by a block edge or partly emitted by the block on the left may fall apart
         # into pieces: all of them are kept; otherwise stray specks of an instance are dropped.
