@@ -12,7 +12,7 @@ from footprint_plugin.core.blocks import block_vectorizers
 from footprint_plugin.core.errors import CancelledError, FootprintError
 from footprint_plugin.core.extract import Area, ExtractionParameters, extract_buildings
 from footprint_plugin.core.geo import ground_resolution_m, model_grid
-from footprint_plugin.core.inference import TilingOptions, blend_window, plan_column_blocks, tile_starts
+from footprint_plugin.core.inference import TilingOptions, owned_spans, plan_column_blocks, tile_starts
 from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
 from footprint_plugin.core.vectorize import (
     StripVectorizer,
@@ -43,11 +43,11 @@ def test_tile_grid_covers_every_pixel_and_ends_at_the_edge():
     starts = tile_starts(1000, 256, 192)
     assert starts[0] == 0 and starts[-1] == 1000 - 256
     assert all(b - a <= 192 for a, b in zip(starts, starts[1:]))
-    window = blend_window(64, 48, margin=16)
-    assert window.shape == (64, 48) and window.min() > 0
-    assert window[16, 16] == window[47, 31] == 1.0  # kept: 16 px or more from every edge
-    assert window[15, 24] < 0.01 and window[32, 32] < 0.01 and window[0, 0] < 0.01
-    assert (blend_window(32) == 1.0).all()  # no overlap: every tile keeps all its pixels
+    # Overlap 32: each tile gives its pixels 16 px or more from its edges; the outer tiles reach the ends.
+    assert owned_spans([0, 32, 64], 64, 128) == [(0, 48), (48, 80), (80, 128)]
+    assert owned_spans([0, 32], 32, 64) == [(0, 32), (32, 64)]  # no overlap: every tile gives all its pixels
+    assert owned_spans([0, 31], 64, 95) == [(0, 47), (47, 95)]  # odd overlap: the nearer centre, one side
+    assert owned_spans([0], 64, 50) == [(0, 50)]
 
 
 def test_reflected_margin_and_fitted_tiles():

@@ -192,7 +192,7 @@ def vectorize_only(raster: Path, weights: Path, workers: int = 1) -> dict:
     from rasterio.transform import Affine
 
     from footprint_plugin.core.geo import model_grid
-    from footprint_plugin.core.inference import Predictor, TilingOptions, iter_probability_strips
+    from footprint_plugin.core.inference import Predictor, TilingOptions, iter_class_strips
     from footprint_plugin.core.parameters import ExtractionParameters, vectorize_options
     from footprint_plugin.core.pipeline import load_model
     from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
@@ -204,15 +204,15 @@ def vectorize_only(raster: Path, weights: Path, workers: int = 1) -> dict:
     with RasterioReader(raster) as reader:
         grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
         bands = resolve_band_mapping(reader, card.input_bands)
-        strips = list(iter_probability_strips(reader, grid, bands, predictor, TilingOptions()))
-    options = vectorize_options(ExtractionParameters(), card)
+        options = vectorize_options(ExtractionParameters(), card)
+        strips = list(iter_class_strips(reader, grid, bands, predictor, TilingOptions(), options))
     pool = VectorizeWorkers(workers) if workers > 1 else None
     if pool is not None:
         pool.map(len, [[0]] * workers)  # the processes start before the clock does
-    width = strips[0].building.shape[1]
+    width = strips[0].maps.building.shape[1]
     started = time.perf_counter()
     vectorizer = StripVectorizer(grid.transform * Affine.identity(), grid.pixel_area_m2, width, options, pool=pool)
-    count = sum(len(vectorizer.add(s.row_start, s.building, s.interior, s.last)) for s in strips)
+    count = sum(len(vectorizer.add_maps(s.row_start, s.maps, s.last)) for s in strips)
     seconds = time.perf_counter() - started
     if pool is not None:
         pool.close()

@@ -23,7 +23,7 @@ DEFAULT_RASTER = REPO.parent / "shared" / "data" / "nairobi" / "nairobi_c1.tif"
 
 
 def building_probability(predictor, pixels: np.ndarray) -> np.ndarray:
-    return 1.0 - predictor.blend_inputs(pixels[None], False)[0][0]
+    return 1.0 - predictor.probabilities(pixels[None])[0][0]
 
 
 def main(argv: list[str] | None = None) -> int:

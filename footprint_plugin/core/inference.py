@@ -1,14 +1,14 @@
-"""Tiled, batched U-Net inference that yields blended class probabilities strip by strip.
+"""Tiled, batched U-Net inference that yields thresholded class maps strip by strip.
 
-Tiles lie on one fixed grid over the whole raster and overlap; each tile keeps
-the softmax output of its centre, at least half the overlap from its edges
-(:func:`.tiling.blend_window`), so every pixel is seen with context on all sides.
-Only the rows that are still receiving tiles are kept in memory, and rasters wider than a block
-(6144 px of the model grid by default) run block by block
-(:mod:`.blocks`): peak memory depends on neither the raster's height nor its
-width. The raster's edge is treated the same whatever the tile size: a margin of
-reflected raster (``TilingOptions.edge_margin``) surrounds it, and the tiles lie on
-one lattice over it (:func:`.tiling.padded_grid`).
+Tiles lie on one fixed grid over the whole raster and overlap; every pixel takes
+the output of the tile whose centre is nearest (:func:`owned_spans`): with the default
+overlap that is at least half the overlap from the tile's edges, so every pixel is seen
+with context on all sides. The predictor thresholds each tile where the model runs
+(:meth:`.Predictor.class_maps`), and only the current row of tiles is held: peak memory
+depends on neither the raster's height nor, with column blocks for rasters wider than
+6144 px of the model grid (:mod:`.blocks`), its width. The raster's edge is treated the
+same whatever the tile size: a margin of reflected raster (``TilingOptions.edge_margin``)
+surrounds it, and the tiles lie on one lattice over it (:func:`.tiling.padded_grid`).
 
 The device choice, the tile grid, the predictor and the ONNX cache live in
 their own modules; their names are imported here too, for existing callers.
@@ -36,15 +36,15 @@ from .tiling import (
     PaddedGrid,
     ResolvedTiling,
     TilingOptions,
-    blend_window,
     padded_grid,
     reflect_indices,
     resolve_tiling,
     tile_starts,
 )
+from .vectorize import ClassMaps, VectorizeOptions
 
-__all__ = ["BACKENDS", "ColumnBlock", "Predictor", "ProbabilityStrip", "ResolvedTiling", "TilingOptions",
-           "_onnx_session", "_onnxruntime_available", "available_devices", "blend_window", "iter_probability_strips",
+__all__ = ["BACKENDS", "ClassStrip", "ColumnBlock", "Predictor", "ResolvedTiling", "TilingOptions",
+           "_onnx_session", "_onnxruntime_available", "available_devices", "iter_class_strips", "owned_spans",
            "plan_column_blocks", "read_reflected", "resolve_device", "resolve_tiling", "run_in_background",
            "tile_starts"]
 
@@ -53,13 +53,20 @@ CancelCheck = Callable[[], bool]
 
 
 @dataclass
-class ProbabilityStrip:
-    """Final blended probabilities for grid rows ``row_start .. row_start + rows``."""
+class ClassStrip:
+    """Final class maps for grid rows ``row_start .. row_start + len(maps)``."""
 
     row_start: int
-    building: np.ndarray  # P(interior) + P(border), float32 (rows, width)
-    interior: np.ndarray  # P(interior), float32 (rows, width)
+    maps: ClassMaps
     last: bool
+
+
+def owned_spans(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """The part of [0, ``length``) each tile at ``starts`` (ascending) gives the output, [from, to):
+    the pixels nearer its centre than any other tile's. With an even overlap that is the tile less
+    half the overlap on each side; the first and the last tile reach to the ends."""
+    bounds = [0, *((a + b + tile) // 2 for a, b in zip(starts[:-1], starts[1:])), length]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def read_reflected(reader: WindowReader, grid: ModelGrid, bands: list[int], margin: int,
@@ -93,92 +100,66 @@ def padded_size(grid: ModelGrid, options: TilingOptions, predictor: Predictor) -
                        predictor.card.config.size_multiple)
 
 
-def iter_probability_strips(
+def iter_class_strips(
     reader: WindowReader,
     grid: ModelGrid,
     bands: list[int],
     predictor: Predictor,
     options: TilingOptions,
+    thresholds: VectorizeOptions,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
     columns: tuple[int, int] | None = None,
-) -> Iterator[ProbabilityStrip]:
-    """Run the model over the padded grid (:func:`padded_size`); yield final probabilities top to bottom.
+) -> Iterator[ClassStrip]:
+    """Run the model over the padded grid (:func:`padded_size`); yield final class maps top to bottom.
 
-    Rows and columns are those of the padded grid; the margin's probabilities are 0.
-    ``columns`` = (start, end) limits the run to a :class:`ColumnBlock`'s columns (whole tiles of
-    the global tile grid); strips then hold those columns only. Reading the next row of tiles runs
-    in a background thread while the model works on the current one.
+    Every pixel takes the thresholded maps of the tile whose centre is nearest (:func:`owned_spans`),
+    computed where the model runs (:meth:`.Predictor.class_maps`), so only 3 bytes a pixel leave it.
+    Rows and columns are those of the padded grid; nothing is found in the margin. ``columns`` =
+    (start, end) limits the run to a :class:`ColumnBlock`'s columns (whole tiles of the global tile
+    grid); strips then hold those columns only. Reading the next row of tiles runs in a background
+    thread while the model works on the current one.
     """
     tiling = resolve_tiling(options, predictor)
-    batch_size = tiling.batch_size
     padded = padded_size(grid, options, predictor)
-    full_width, height = padded.width, padded.height
     tile_w, tile_h = padded.tile_width, padded.tile_height  # smaller than the tile on small rasters
-    column0, column1 = columns or (0, full_width)
+    column0, column1 = columns or (0, padded.width)
     width = column1 - column0
-    xs = [x - column0 for x in tile_starts(full_width, tile_w, padded.stride_x)
+    xs = [x - column0 for x in tile_starts(padded.width, tile_w, padded.stride_x)
           if x >= column0 and x + tile_w <= max(column1, tile_w)]
-    ys = tile_starts(height, tile_h, padded.stride_y)
-    window = blend_window(tile_h, tile_w, tiling.overlap // 2)
+    ys = tile_starts(padded.height, tile_h, padded.stride_y)
+    column_spans = [(x, start, min(stop, width)) for x, (start, stop) in zip(xs, owned_spans(xs, tile_w, width))]
     scale = predictor.scale_for(reader.dtype, reader.bit_depth)
-    padded_width = max(width, tile_w)
-    total_tiles = len(xs) * len(ys)
-    done_tiles = 0
+    read_width = max(width, tile_w)
+    done_tiles, total_tiles = 0, len(xs) * len(ys)
 
     def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:
-        data, valid = read_reflected(reader, grid, bands, options.edge_margin, (column0, y0, padded_width, tile_h))
+        data, valid = read_reflected(reader, grid, bands, options.edge_margin, (column0, y0, read_width, tile_h))
         # Normalised here, in the reading thread, so the model's thread only runs the model.
         return predictor.normalize(data, scale), valid
 
-    # Accumulators for grid rows [buffer_top, buffer_top + tile_h): each row of tiles starts where the
-    # previous one's final rows end, so one tile height is all that is ever pending.
-    buffer_rows = tile_h
-    acc = np.zeros((2, buffer_rows, padded_width), np.float32)  # P(background), P(interior), weighted
-    weight = np.zeros((buffer_rows, padded_width), np.float32)
-    valid_buf = np.zeros((buffer_rows, padded_width), bool)
-    buffer_top = 0
-    emitted_until = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="footprint-read") as pool:
         pending = pool.submit(read_row, ys[0])
-        for index, y0 in enumerate(ys):
+        for index, (y0, (row0, row1)) in enumerate(zip(ys, owned_spans(ys, tile_h, padded.height))):
             data, valid = pending.result()
             if index + 1 < len(ys):
                 pending = pool.submit(read_row, ys[index + 1])
-            offset = y0 - buffer_top
-            valid_buf[offset : offset + tile_h] |= valid
-            for first in range(0, len(xs), batch_size):
+            rows = slice(row0 - y0, row1 - y0)
+            strip = ClassMaps(np.zeros((row1 - row0, width), bool), np.zeros((row1 - row0, width), bool),
+                              np.zeros((row1 - row0, width), np.uint8))
+            for first in range(0, len(column_spans), tiling.batch_size):
                 if cancelled and cancelled():
                     raise CancelledError()
-                starts = xs[first : first + batch_size]
-                batch = np.stack([data[:, :, x : x + tile_w] for x in starts])
-                probs = predictor.blend_inputs(batch, options.flip_tta)
-                probs *= window  # in place: no temporary per tile
-                for x, tile_probs in zip(starts, probs):
-                    acc[:, offset : offset + tile_h, x : x + tile_w] += tile_probs
-                    weight[offset : offset + tile_h, x : x + tile_w] += window
-                done_tiles += len(starts)
+                spans = column_spans[first : first + tiling.batch_size]
+                batch = np.stack([data[:, :, x : x + tile_w] for x, _, _ in spans])
+                maps = predictor.class_maps(batch, thresholds, options.flip_tta)
+                for tile, (x, start, stop) in enumerate(spans):
+                    for target, source in zip((strip.building, strip.seeds, strip.probability), maps):
+                        target[:, start:stop] = source[tile, rows, start - x : stop - x]
+                done_tiles += len(spans)
                 if progress:
                     progress(done_tiles / total_tiles, f"tile {done_tiles}/{total_tiles}")
-            final_end = ys[index + 1] if index + 1 < len(ys) else height
-            count = final_end - emitted_until
-            if count > 0:
-                rows = slice(emitted_until - buffer_top, final_end - buffer_top)
-                total = weight[rows, :width]
-                missing = ~valid_buf[rows, :width]
-                building = acc[0, rows, :width] / total
-                np.subtract(1.0, building, out=building)
-                building[missing] = 0.0
-                interior = acc[1, rows, :width] / total
-                interior[missing] = 0.0
-                yield ProbabilityStrip(emitted_until, building, interior, index + 1 == len(ys))
-                emitted_until = final_end
-            # Drop the emitted rows from the accumulators.
-            shift = emitted_until - buffer_top
-            if shift > 0:
-                for array in (acc, weight, valid_buf):
-                    array[..., : buffer_rows - shift, :] = array[..., shift:, :].copy()
-                    array[..., buffer_rows - shift :, :] = 0
-                buffer_top = emitted_until
-    if emitted_until < height:  # cannot happen; guards the memory design
-        raise RuntimeError("rows left unprocessed")
+            missing = ~valid[rows, :width]
+            for target in (strip.building, strip.seeds, strip.probability):
+                target[missing] = 0
+            yield ClassStrip(row0, strip, index + 1 == len(ys))

@@ -24,7 +24,7 @@ from torch import nn
 from .blocks import block_vectorizers, plan_column_blocks
 from .errors import CancelledError, FootprintError
 from .geo import ModelGrid, model_grid
-from .inference import CancelCheck, ProbabilityStrip, ProgressCallback, iter_probability_strips, padded_size
+from .inference import CancelCheck, ProgressCallback, iter_class_strips, padded_size
 from .parameters import ExtractionParameters, vectorize_options
 from .predictor import Predictor
 from .probability_raster import ProbabilityRaster
@@ -32,7 +32,7 @@ from .readers import WindowReader, clip_to_extent, resolve_band_mapping
 from .sinks import Sink
 from .threads import run_in_background
 from .tiling import tile_starts
-from .vectorize import Building, ClassMaps, VectorizeOptions, class_maps
+from .vectorize import Building
 from .weights import ModelCard, load_weights
 from .workers import VectorizeWorkers
 
@@ -186,31 +186,24 @@ def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predicto
                                              index, len(blocks))
             stop.clear()
             strips = run_in_background(
-                lambda block=block, report=block_progress: _thresholded(iter_probability_strips(
-                    reader, grid, bands, predictor, tiling_options, report, stopped, columns=(block.start, block.end)),
-                    options),
+                lambda block=block, report=block_progress: iter_class_strips(
+                    reader, grid, bands, predictor, tiling_options, options, report, stopped,
+                    columns=(block.start, block.end)),
                 stop)
             try:
-                for row_start, maps, last in strips:
+                for strip in strips:
                     if cancel and cancel():
                         raise CancelledError()
                     if probabilities is not None:  # each block writes its own columns
                         own = slice(block.own_start - block.start, block.own_end - block.start)
-                        probabilities.write(row_start - margin, block.own_start - margin, maps.probability[:, own])
-                    yield vectorizer.add_maps(row_start, maps, last)
+                        probabilities.write(strip.row_start - margin, block.own_start - margin,
+                                            strip.maps.probability[:, own])
+                    yield vectorizer.add_maps(strip.row_start, strip.maps, strip.last)
             finally:
                 strips.close()  # stops and joins the worker whatever happened here
     finally:
         if pool is not None:
             pool.close(cancel=True)
-
-
-def _thresholded(strips: Iterator[ProbabilityStrip], options: VectorizeOptions
-                 ) -> Iterator[tuple[int, ClassMaps, bool]]:
-    """Each strip as (first row, :class:`.vectorize.ClassMaps`, last): thresholded in the inference
-    thread, so only 3 bytes a pixel wait in the queue and the vectoriser never touches floats."""
-    for strip in strips:
-        yield strip.row_start, class_maps(strip.building, strip.interior, options), strip.last
 
 
 def _block_progress(progress: ProgressCallback | None, before: int, columns_of_tiles: int, total_columns: int,

@@ -1,7 +1,8 @@
-"""The tile grid: tile size, overlap and batch size, tile positions, the blend window and the
-reflected margin around the raster.
+"""The tile grid: tile size, overlap and batch size, tile positions and the reflected margin
+around the raster.
 
-Each tile keeps only the pixels at least half the overlap from its edges, and the raster gets
+Each tile gives only the pixels at least half the overlap from its edges
+(:func:`.inference.owned_spans`), and the raster gets
 ``CONTEXT_PX`` of reflected raster around it: with the default overlap every kept pixel saw at
 least ``CONTEXT_PX`` of context on each side. Measured on the default model (v2) on nairobi_c1
 against one whole-raster pass (``tools/context_reach.py``): with 0-8 px of context the building
@@ -98,19 +99,6 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
-
-
-def blend_window(rows: int, cols: int | None = None, margin: int = 0) -> np.ndarray:
-    """2-D weights (rows x cols, square by default): 1 at least ``margin`` px from the tile's edges,
-    1e-6 nearer. Tiles that overlap by ``2 * margin`` then each keep their own centre, and a pixel near the
-    raster's edge, which only one tile covers, keeps that tile's value."""
-
-    def ramp(length: int) -> np.ndarray:
-        positions = np.arange(length)
-        distance = np.minimum(positions, length - 1 - positions)
-        return np.where(distance >= margin, 1.0, 1e-6).astype(np.float32)
-
-    return np.outer(ramp(rows), ramp(rows if cols is None else cols))
 
 
 def fit_tile(tile: int, length: int, multiple: int) -> int:
