@@ -4,9 +4,11 @@ Prints a table and ends with one line:
 ``bench: e2e_vs_model=<ratio> mpx_per_s=<n> peak_rss_mb=<n> device=<d>``
 
 * model-only forward throughput of the U-Net (default width and width 32) for each CPU path;
-* end-to-end extraction (read, resample, infer, blend, vectorise, write the GeoPackage) on VRT
+* end-to-end extraction (read, resample, infer, threshold, vectorise, write the GeoPackage) on VRT
   mosaics of real imagery of about 1k, 4k, 10k and 20k px squares, each in a fresh process so
-  its peak RSS is its own; e2e_vs_model compares it with the model alone on the same tiles;
+  its peak RSS is its own; e2e_vs_model compares it with the model alone on the same tiles, timed
+  just before and just after the run (the mean: this machine's speed drifts), and the CPU seconds
+  of each thread say where the rest goes;
 * the QGIS data-provider reader against the rasterio reader on the same raster;
 * CUDA figures when a GPU is present.
 """
@@ -20,6 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -121,24 +124,21 @@ def model_only_table(weights: Path, batch_size: int, tile: int) -> list[dict]:
     return rows
 
 
-def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, amp: bool = True) -> dict:
-    """One end-to-end extraction to a GeoPackage, then the model alone on the same tiles (this process)."""
+def model_alone(raster: Path, weights: Path, device: str, batch_size: int | None, amp: bool = True) -> dict:
+    """Seconds of the model alone on the tiles an extraction of ``raster`` infers (up to 32 timed)."""
     import numpy as np
 
-    from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage, load_model
+    from footprint_plugin.core.extract import load_model
+    from footprint_plugin.core.geo import model_grid
     from footprint_plugin.core.inference import Predictor, TilingOptions, padded_size, resolve_tiling, tile_starts
     from footprint_plugin.core.readers import RasterioReader
 
-    out = Path(tempfile.mkdtemp(prefix="bench-")) / "buildings.gpkg"
     tiling = TilingOptions(batch_size=batch_size, amp=amp)
-    with RasterioReader(raster) as reader:
-        result = extract_to_geopackage(reader, out, ExtractionParameters(weights=str(weights), device=device,
-                                                                         tiling=tiling))
-    e2e_rss = peak_rss_mb()
-    grid = result.grid
     model, card, _ = load_model(str(weights))
     predictor = Predictor(model, card, device, amp=amp)
-    padded = padded_size(grid, tiling, predictor)  # the tiles the run inferred, as large as it used them
+    with RasterioReader(raster) as reader:
+        grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
+    padded = padded_size(grid, tiling, predictor)  # the tiles the run infers, as large as it uses them
     batch_n = resolve_tiling(tiling, predictor).batch_size
     tiles = (len(tile_starts(padded.width, padded.tile_width, padded.stride_x))
              * len(tile_starts(padded.height, padded.tile_height, padded.stride_y)))
@@ -148,14 +148,78 @@ def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, am
         import torch
 
         torch.cuda.synchronize()
-    per_batch = time_forward(predictor, batch, max(1, min(full_batches, 6)))
-    per_rest = time_forward(predictor, batch[:rest], 1) if rest else 0.0
-    model_seconds = full_batches * per_batch + per_rest
+    per_batch = time_forward(predictor, batch, max(1, min(full_batches, 32)))
+    seconds = full_batches * per_batch + (time_forward(predictor, batch[:rest], 1) if rest else 0.0)
+    return {"seconds": seconds, "tiles": tiles}
+
+
+def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, amp: bool = True) -> dict:
+    """One end-to-end extraction to a GeoPackage with the CPU seconds of its threads, then the model
+    alone on the same tiles (this process)."""
+    from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage
+    from footprint_plugin.core.inference import TilingOptions
+    from footprint_plugin.core.readers import RasterioReader
+
+    out = Path(tempfile.mkdtemp(prefix="bench-")) / "buildings.gpkg"
+    tiling = TilingOptions(batch_size=batch_size, amp=amp)
+    with RasterioReader(raster) as reader, ThreadCpu() as cpu:
+        result = extract_to_geopackage(reader, out, ExtractionParameters(weights=str(weights), device=device,
+                                                                         tiling=tiling))
+    e2e_rss = peak_rss_mb()
+    alone = model_alone(raster, weights, device, batch_size, amp)
+    grid = result.grid
     mpx = grid.width * grid.height / 1e6
-    return {"size": f"{grid.width}x{grid.height}", "mpx": mpx, "tiles": tiles, "seconds": result.seconds,
+    return {"size": f"{grid.width}x{grid.height}", "mpx": mpx, "tiles": alone["tiles"], "seconds": result.seconds,
             "buildings": result.count, "device": result.device, "e2e_mpx_per_s": mpx / result.seconds,
-            "model_mpx_per_s": mpx / model_seconds, "e2e_vs_model": model_seconds / result.seconds,
-            "peak_rss_mb": e2e_rss, "s_per_mpx": result.seconds / mpx}
+            "model_seconds": alone["seconds"], "peak_rss_mb": e2e_rss, "s_per_mpx": result.seconds / mpx,
+            "cpu_s": cpu.seconds}
+
+
+class ThreadCpu:
+    """CPU seconds of this process's threads while the block runs, by job: ``model`` (the inference
+    thread and torch's own threads), ``main`` (vectorising and writing), ``read`` (reading and
+    normalising). Linux (/proc); empty elsewhere."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._latest: dict[str, tuple[str, float]] = {}
+        self._done = threading.Event()
+
+    def _sample(self) -> None:
+        names = {str(thread.native_id): thread.name for thread in threading.enumerate()}
+        tick = os.sysconf("SC_CLK_TCK")
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            name = names.get(tid, "")
+            job = ("main" if name == "MainThread" else "read" if name.startswith("footprint-read")
+                   else "watch" if name == "bench-cpu" else "model")
+            self._latest[tid] = (job, (int(fields[11]) + int(fields[12])) / tick)
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.1):
+            self._sample()
+
+    def __enter__(self) -> ThreadCpu:
+        if Path("/proc/self/task").is_dir():
+            self._sample()
+            self._start = dict(self._latest)
+            self._thread = threading.Thread(target=self._watch, name="bench-cpu", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not hasattr(self, "_thread"):
+            return
+        self._done.set()
+        self._thread.join()
+        self._sample()
+        for tid, (job, total) in self._latest.items():
+            if job != "watch":
+                start = self._start.get(tid, (job, 0.0))[1]
+                self.seconds[job] = round(self.seconds.get(job, 0.0) + total - start, 1)
 
 
 def reader_comparison(raster: Path) -> dict:
@@ -260,11 +324,25 @@ def child(args: list[str]) -> dict:
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
+def e2e_row(vrt: Path, weights: Path, device: str, extra: list[str] | None = None) -> dict:
+    """An end-to-end run (fresh process) against the model alone on its tiles, timed in a fresh
+    process just before it and in the run's process just after it: the mean, as this machine's
+    speed drifts between minutes."""
+    common = ["--weights", str(weights), "--device", device, *(extra or [])]
+    before = child(["--model-alone", str(vrt), *common])["seconds"]
+    row = child(["--e2e", str(vrt), *common])
+    model_s = (before + row["model_seconds"]) / 2
+    row.update(model_seconds_before_after=[round(before, 2), round(row["model_seconds"], 2)],
+               model_mpx_per_s=row["mpx"] / model_s, e2e_vs_model=model_s / row["seconds"])
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=REPO / "resources" / "default_weights.safetensors")
     parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
     parser.add_argument("--e2e", type=Path, help=argparse.SUPPRESS)  # internal: one run in this process
+    parser.add_argument("--model-alone", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--readers", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--processing", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--vectorize", type=Path, help=argparse.SUPPRESS)
@@ -276,6 +354,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.e2e:
         print(json.dumps(run_e2e(args.e2e, args.weights, args.device, None, amp=not args.no_amp)))
+        return 0
+    if args.model_alone:
+        print(json.dumps(model_alone(args.model_alone, args.weights, args.device, None, amp=not args.no_amp)))
         return 0
     if args.readers:
         print(json.dumps(reader_comparison(args.readers)))
@@ -301,15 +382,17 @@ def main() -> int:
 
     print("\nEnd to end, read -> GeoPackage (CPU, default network and tiles, each size in a fresh process):")
     print(f"  {'raster':<13} {'Mpx':>6} {'tiles':>6} {'seconds':>8} {'s/Mpx':>6} {'e2e Mpx/s':>9} "
-          f"{'model Mpx/s':>11} {'e2e/model':>9} {'peak RSS MB':>11} {'buildings':>9}")
+          f"{'model Mpx/s':>11} {'e2e/model':>9} {'peak RSS MB':>11} {'buildings':>9}  CPU s: model/main/read")
     results = []
     for size in args.sizes:
         vrt = mosaic_vrt(source, size, work / f"mosaic_{size}.vrt")
-        row = child(["--e2e", str(vrt), "--weights", str(args.weights), "--device", "cpu"])
+        row = e2e_row(vrt, args.weights, "cpu")
         results.append(row)
         print(f"  {row['size']:<13} {row['mpx']:6.1f} {row['tiles']:6d} {row['seconds']:8.1f} {row['s_per_mpx']:6.2f} "
               f"{row['e2e_mpx_per_s']:9.2f} {row['model_mpx_per_s']:11.2f} {row['e2e_vs_model']:9.2f} "
-              f"{row['peak_rss_mb']:11.0f} {row['buildings']:9d}", flush=True)
+              f"{row['peak_rss_mb']:11.0f} {row['buildings']:9d}  "
+              + "/".join(f"{row['cpu_s'].get(job, float('nan')):.1f}" for job in ("model", "main", "read")),
+              flush=True)
 
     print("\nProcessing algorithm (processing.run in QGIS, QgsFeatureSink -> GeoPackage, fresh process each):")
     print(f"  {'raster':<13} {'seconds':>8} {'peak RSS MB':>11} {'CLI peak RSS MB':>15} {'buildings':>9}")
@@ -339,7 +422,7 @@ def main() -> int:
         vrt = work / f"mosaic_{max(args.sizes)}.vrt"
         for amp in (True, False):
             extra = [] if amp else ["--no-amp"]
-            row = child(["--e2e", str(vrt), "--weights", str(args.weights), "--device", "cuda", *extra])
+            row = e2e_row(vrt, args.weights, "cuda", extra)
             print(f"  AMP {'on ' if amp else 'off'}: e2e {row['e2e_mpx_per_s']:.1f} Mpx/s, model "
                   f"{row['model_mpx_per_s']:.1f} Mpx/s, e2e/model {row['e2e_vs_model']:.2f}", flush=True)
     else:
