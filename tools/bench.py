@@ -382,7 +382,8 @@ def main() -> int:
 
     print("\nEnd to end, read -> GeoPackage (CPU, default network and tiles, each size in a fresh process):")
     print(f"  {'raster':<13} {'Mpx':>6} {'tiles':>6} {'seconds':>8} {'s/Mpx':>6} {'e2e Mpx/s':>9} "
-          f"{'model Mpx/s':>11} {'e2e/model':>9} {'peak RSS MB':>11} {'buildings':>9}  CPU s: model/main/read")
+          f"{'model Mpx/s':>11} {'e2e/model':>9} {'peak RSS MB':>11} {'buildings':>9}  CPU s: model/main/read"
+          "  model alone s: before/after")
     results = []
     for size in args.sizes:
         vrt = mosaic_vrt(source, size, work / f"mosaic_{size}.vrt")
@@ -391,8 +392,8 @@ def main() -> int:
         print(f"  {row['size']:<13} {row['mpx']:6.1f} {row['tiles']:6d} {row['seconds']:8.1f} {row['s_per_mpx']:6.2f} "
               f"{row['e2e_mpx_per_s']:9.2f} {row['model_mpx_per_s']:11.2f} {row['e2e_vs_model']:9.2f} "
               f"{row['peak_rss_mb']:11.0f} {row['buildings']:9d}  "
-              + "/".join(f"{row['cpu_s'].get(job, float('nan')):.1f}" for job in ("model", "main", "read")),
-              flush=True)
+              + "/".join(f"{row['cpu_s'].get(job, float('nan')):.1f}" for job in ("model", "main", "read"))
+              + "  " + "/".join(f"{seconds:.1f}" for seconds in row["model_seconds_before_after"]), flush=True)
 
     print("\nProcessing algorithm (processing.run in QGIS, QgsFeatureSink -> GeoPackage, fresh process each):")
     print(f"  {'raster':<13} {'seconds':>8} {'peak RSS MB':>11} {'CLI peak RSS MB':>15} {'buildings':>9}")
