@@ -461,3 +461,33 @@ def test_column_blocks_emit_every_building_pixel_exactly_once(name, tile, stride
     assert union.area == pytest.approx(total)  # ... nothing twice
     if name == "box on a block edge":
         assert len(found) == 1  # a building across a block boundary stays one polygon
+
+
+@pytest.mark.parametrize("instances", ["three_class", "binary"])
+def test_predictor_thresholds_tiles_as_the_vectoriser_would(instances):
+    # The maps the model's side makes (Predictor.class_maps) are those vectorize.class_maps makes from
+    # the same probabilities: the pipeline and the probability-array entry point agree pixel for pixel.
+    import torch
+
+    from footprint_plugin.core.inference import Predictor
+    from footprint_plugin.core.model import UNet, UNetConfig
+    from footprint_plugin.core.weights import ModelCard
+
+    torch.manual_seed(1)
+    model = UNet(UNetConfig(base_filters=4, depth=3))
+    predictor = Predictor(model, ModelCard(model_args=model.config.to_dict(), tile_size=64), "cpu")
+    batch = np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    probs = predictor.probabilities(batch)
+    # Thresholds at the medians (an untrained network's probabilities sit in a narrow band).
+    options = VectorizeOptions(mask_threshold=float(np.median(1.0 - probs[:, 0])),
+                               seed_threshold=float(np.median(probs[:, 1])), instances=instances)
+    building, seeds, probability = predictor.class_maps(batch, options)
+    assert building.dtype == seeds.dtype == bool and probability.dtype == np.uint8
+    assert 0 < building.mean() < 1, "the thresholds must cut somewhere for the test to mean anything"
+    for tile in range(2):
+        expected = class_maps(1.0 - probs[tile, 0], probs[tile, 1], options)
+        np.testing.assert_array_equal(building[tile], expected.building)
+        np.testing.assert_array_equal(seeds[tile], expected.seeds)
+        np.testing.assert_array_equal(probability[tile], expected.probability)
+    assert (seeds <= building).all()
+    assert instances != "binary" or (seeds == building).all()
