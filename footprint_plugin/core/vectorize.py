@@ -2,9 +2,9 @@
 
 Buildings are seeded from the interior class and grown into interior + border,
 so touching buildings separated by predicted border come out as separate
-polygons. Probabilities arrive strip by strip; a building is emitted once the
-whole connected building region it belongs to has arrived, so a building that
-crosses a tile or strip boundary is one polygon.
+polygons. The thresholded class maps (:class:`ClassMaps`) arrive strip by strip;
+a building is emitted once the whole connected building region it belongs to has
+arrived, so a building that crosses a tile or strip boundary is one polygon.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def _rotate(points: np.ndarray, degrees: float, origin: np.ndarray) -> np.ndarra
 
 
 class StripVectorizer:
-    """Turns probability strips (top to bottom) into :class:`Building` objects.
+    """Turns strips of class maps (top to bottom) into :class:`Building` objects.
 
     Keeps the rows of building regions that may still continue below; a region
     is emitted when it no longer touches the newest row.
