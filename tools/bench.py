@@ -349,6 +349,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--processing-sizes", type=int, nargs="*", default=[4096, 10240],
                         help="mosaic sizes the Processing algorithm runs on (peak RSS next to the CLI's)")
+    parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end rows (to repeat them)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-amp", action="store_true")
     args = parser.parse_args()
@@ -375,10 +376,11 @@ def main() -> int:
     print(f"bench on {source.name} (real OpenAerialMap imagery), torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads, weights {args.weights.name}\n", flush=True)
 
-    print("Model only, batch 4 of 256x256 tiles (CPU):")
-    print(f"  {'network':<20} {'path':<36} {'Mpx/s':>7}")
-    for row in model_only_table(args.weights, 4, 256):
-        print(f"  {row['network']:<20} {row['path']:<36} {row['mpx_per_s']:7.2f}", flush=True)
+    if not args.e2e_only:
+        print("Model only, batch 4 of 256x256 tiles (CPU):")
+        print(f"  {'network':<20} {'path':<36} {'Mpx/s':>7}")
+        for row in model_only_table(args.weights, 4, 256):
+            print(f"  {row['network']:<20} {row['path']:<36} {row['mpx_per_s']:7.2f}", flush=True)
 
     print("\nEnd to end, read -> GeoPackage (CPU, default network and tiles, each size in a fresh process):")
     print(f"  {'raster':<13} {'Mpx':>6} {'tiles':>6} {'seconds':>8} {'s/Mpx':>6} {'e2e Mpx/s':>9} "
@@ -394,6 +396,9 @@ def main() -> int:
               f"{row['peak_rss_mb']:11.0f} {row['buildings']:9d}  "
               + "/".join(f"{row['cpu_s'].get(job, float('nan')):.1f}" for job in ("model", "main", "read"))
               + "  " + "/".join(f"{seconds:.1f}" for seconds in row["model_seconds_before_after"]), flush=True)
+
+    if args.e2e_only:
+        return summary_line(results)
 
     print("\nProcessing algorithm (processing.run in QGIS, QgsFeatureSink -> GeoPackage, fresh process each):")
     print(f"  {'raster':<13} {'seconds':>8} {'peak RSS MB':>11} {'CLI peak RSS MB':>15} {'buildings':>9}")
@@ -429,6 +434,10 @@ def main() -> int:
     else:
         print("\nCUDA: no GPU on this machine; GPU figures not measured here.")
 
+    return summary_line(results)
+
+
+def summary_line(results: list[dict]) -> int:
     reference = min(results, key=lambda r: abs(r["mpx"] - 16.8))  # the ~4k raster
     largest = max(results, key=lambda r: r["mpx"])
     print(f"\nbench: e2e_vs_model={reference['e2e_vs_model']:.2f} mpx_per_s={reference['e2e_mpx_per_s']:.2f} "
