@@ -94,7 +94,7 @@ class Predictor:
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Building mask, seed mask (bool) and building probability (uint8, x 255 and rounded), each
         (N, H, W), for a normalised batch: thresholded where the model runs, so 3 bytes a pixel come
-        back instead of 12 (the same maps as :func:`.vectorize.class_maps`)."""
+        back instead of two float32 probabilities (the same maps as :func:`.vectorize.class_maps`)."""
         probs = torch.softmax(self._logits(batch), dim=1)
         if flip_tta:
             flipped = self._logits(np.ascontiguousarray(batch[..., ::-1]))
