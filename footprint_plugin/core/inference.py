@@ -128,7 +128,7 @@ def iter_class_strips(
     xs = [x - column0 for x in tile_starts(padded.width, tile_w, padded.stride_x)
           if x >= column0 and x + tile_w <= max(column1, tile_w)]
     ys = tile_starts(padded.height, tile_h, padded.stride_y)
-    column_spans = [(x, start, min(stop, width)) for x, (start, stop) in zip(xs, owned_spans(xs, tile_w, width))]
+    column_spans = [(x, start, stop) for x, (start, stop) in zip(xs, owned_spans(xs, tile_w, width))]
     scale = predictor.scale_for(reader.dtype, reader.bit_depth)
     read_width = max(width, tile_w)
     done_tiles, total_tiles = 0, len(xs) * len(ys)
@@ -145,8 +145,7 @@ def iter_class_strips(
             if index + 1 < len(ys):
                 pending = pool.submit(read_row, ys[index + 1])
             rows = slice(row0 - y0, row1 - y0)
-            strip = ClassMaps(np.zeros((row1 - row0, width), bool), np.zeros((row1 - row0, width), bool),
-                              np.zeros((row1 - row0, width), np.uint8))
+            strip = ClassMaps.zeros(row1 - row0, width)
             for first in range(0, len(column_spans), tiling.batch_size):
                 if cancelled and cancelled():
                     raise CancelledError()
@@ -154,12 +153,12 @@ def iter_class_strips(
                 batch = np.stack([data[:, :, x : x + tile_w] for x, _, _ in spans])
                 maps = predictor.class_maps(batch, thresholds, options.flip_tta)
                 for tile, (x, start, stop) in enumerate(spans):
-                    for target, source in zip((strip.building, strip.seeds, strip.probability), maps):
+                    for target, source in zip(strip.arrays(), maps):
                         target[:, start:stop] = source[tile, rows, start - x : stop - x]
                 done_tiles += len(spans)
                 if progress:
                     progress(done_tiles / total_tiles, f"tile {done_tiles}/{total_tiles}")
             missing = ~valid[rows, :width]
-            for target in (strip.building, strip.seeds, strip.probability):
+            for target in strip.arrays():
                 target[missing] = 0
             yield ClassStrip(row0, strip, index + 1 == len(ys))

@@ -103,7 +103,7 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 def fit_tile(tile: int, length: int, multiple: int) -> int:
     """The tile's side along an axis of ``length`` px: at most the length, rounded up to ``multiple``."""
-    return min(tile, -(-length // multiple) * multiple)
+    return min(tile, _ceil_div(length, multiple) * multiple)
 
 
 def lattice_span(length: int, tile: int, overlap: int, multiple: int) -> tuple[int, int]:

@@ -76,6 +76,15 @@ class ClassMaps:
     def __len__(self) -> int:
         return len(self.building)
 
+    @classmethod
+    def zeros(cls, rows: int, width: int) -> ClassMaps:
+        """Nothing found, in ``rows`` x ``width`` px."""
+        return cls(np.zeros((rows, width), bool), np.zeros((rows, width), bool), np.zeros((rows, width), np.uint8))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three maps, in the constructor's order."""
+        return self.building, self.seeds, self.probability
+
 
 def class_maps(building_prob: np.ndarray, interior_prob: np.ndarray, options: VectorizeOptions) -> ClassMaps:
     """Threshold one strip of probabilities (float32 is fastest) into :class:`ClassMaps`."""
@@ -89,13 +98,11 @@ def class_maps(building_prob: np.ndarray, interior_prob: np.ndarray, options: Ve
 
 
 def _join(first: ClassMaps, second: ClassMaps) -> ClassMaps:
-    return ClassMaps(*(np.concatenate([a, b]) for a, b in
-                       zip((first.building, first.seeds, first.probability),
-                           (second.building, second.seeds, second.probability))))
+    return ClassMaps(*(np.concatenate(pair) for pair in zip(first.arrays(), second.arrays())))
 
 
 def _rows(maps: ClassMaps, start: int) -> ClassMaps:
-    return ClassMaps(maps.building[start:], maps.seeds[start:], maps.probability[start:])
+    return ClassMaps(*(array[start:] for array in maps.arrays()))
 
 
 def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndarray, np.ndarray, list]:
@@ -306,7 +313,7 @@ class StripVectorizer:
         self.width = width
         self.options = options
         self.warn = warn
-        self._maps = ClassMaps(np.zeros((0, width), bool), np.zeros((0, width), bool), np.zeros((0, width), np.uint8))
+        self._maps = ClassMaps.zeros(0, width)
         self._top = 0  # grid row of the buffer's first row
         self._owned_from = 0  # regions starting above this row were emitted already
         self._warned_cut = False
