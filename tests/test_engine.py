@@ -166,6 +166,30 @@ def test_instances_grow_from_interior_seeds():
     assert (instances[2:18, 2:28] > 0).all() and (instances[:2] == 0).all()
 
 
+def test_instances_fill_one_seed_regions_nearest_seeds_and_seedless_regions():
+    from footprint_plugin.core.vectorize import ClassMaps
+
+    building = np.zeros((40, 60), bool)
+    seeds = np.zeros((40, 60), bool)
+    building[2:38, 2:14] = True  # a region with one seed in a corner, far (> 3 rings) from most of it
+    seeds[3:6, 3:6] = True
+    building[2:12, 20:58] = True  # a region with two seeds at its ends: each pixel goes to the nearer
+    seeds[4:8, 21:25] = True
+    seeds[4:8, 53:57] = True
+    building[20:24, 20:24] = True  # two regions without seeds: one building each, numbered in raster order
+    building[30:34, 40:44] = True
+    options = VectorizeOptions(min_seed_px=4)
+    instances, regions, boxes = label_instances(ClassMaps(building, seeds, building.astype(np.uint8)), options)
+    assert len(boxes) == 4
+    assert (instances[building] > 0).all() and (instances[~building] == 0).all()
+    assert len(np.unique(instances[2:38, 2:14])) == 1
+    left, right = instances[6, 22], instances[6, 55]
+    assert left != right
+    assert (instances[2:12, 20:38] == left).all() and (instances[2:12, 40:58] == right).all()
+    assert instances[22, 22] == 4 and instances[32, 42] == 5  # after the three seeds
+    assert len(np.unique(instances)) == 6
+
+
 def test_nodata_gives_no_buildings(tmp_path):
     # For the probe model a black pixel is 2/3 building: unmasked, the black block would be a building.
     image = paint(100, 100, [(10, 10, 40, 40)])

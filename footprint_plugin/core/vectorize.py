@@ -111,14 +111,15 @@ def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndar
     building = maps.building
     regions, _ = ndimage.label(building, structure=_CROSS)
     seeds, n_seeds = ndimage.label(maps.seeds, structure=_CROSS)
+    where = np.flatnonzero(maps.seeds)
+    values = seeds.reshape(-1)[where]
     if n_seeds and options.min_seed_px > 1:  # drop tiny seeds, looking at seed pixels only
-        flat, where = seeds.reshape(-1), np.flatnonzero(maps.seeds)
-        values = flat[where]
         small = np.bincount(values, minlength=n_seeds + 1) < options.min_seed_px
         small[0] = False
         drop = small[values]
         if drop.any():
-            flat[where[drop]] = 0
+            seeds.reshape(-1)[where[drop]] = 0
+            where, values = where[~drop], values[~drop]
     instances = np.asarray(seeds, dtype=np.int32)  # ndimage.label gives int32 already: no copy
     unassigned = building & (instances == 0)
     # Grow seeds into the building mask one pixel ring at a time: a few rings over the whole
@@ -128,23 +129,61 @@ def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndar
             break
     boxes = ndimage.find_objects(regions)
     if unassigned.any():
-        count = len(boxes) + 1
-        seeded = np.bincount(regions[instances > 0], minlength=count) > 0
-        pending = np.flatnonzero((np.bincount(regions[unassigned], minlength=count) > 0) & seeded)
-        for region in pending:
-            # What is left after a few rings goes to the nearest seed of the same region.
-            box = boxes[region - 1]
-            inside = regions[box] == region
-            own_seeds = np.where(inside, instances[box], 0)
-            nearest = ndimage.distance_transform_edt(own_seeds == 0, return_distances=False, return_indices=True)
-            fill = inside & unassigned[box]
-            instances[box][fill] = own_seeds[nearest[0][fill], nearest[1][fill]]
-            unassigned[box][fill] = False
-    if unassigned.any():  # building regions without any seed become one building each
-        extra, _ = ndimage.label(unassigned, structure=_CROSS)
-        offset = int(instances.max())
-        instances[extra > 0] = extra[extra > 0] + offset
+        seeds_in = _seeds_per_region(values, regions.reshape(-1)[where], n_seeds, len(boxes) + 1)
+        _fill_from_only_seed(instances, regions, unassigned, seeds_in)
+        for region in np.flatnonzero(seeds_in.count > 1):
+            _fill_from_nearest_seed(instances, regions, unassigned, boxes[region - 1], region)
+        # Building regions without any seed become one building each, numbered after the seeds
+        # in the order of the regions (raster order, as ndimage.label would number them).
+        seedless = seeds_in.count == 0
+        seedless[0] = False
+        renumber = np.zeros(len(seedless), np.int32)
+        renumber[seedless] = int(instances.max()) + np.arange(1, int(seedless.sum()) + 1, dtype=np.int32)
+        where = np.flatnonzero(unassigned)
+        instances.reshape(-1)[where] = renumber[regions.reshape(-1)[where]]
     return instances, np.asarray(regions, dtype=np.int32), boxes
+
+
+@dataclass
+class _RegionSeeds:
+    """Per building region (index = region label): how many seed instances it holds, and one of them."""
+
+    count: np.ndarray
+    label: np.ndarray
+
+
+def _seeds_per_region(seed_labels: np.ndarray, seed_regions: np.ndarray, n_seeds: int, count: int) -> _RegionSeeds:
+    """Which seed instances each of ``count`` regions holds, from the seed pixels' instance and
+    region labels (an instance lies in one region)."""
+    region_of = np.zeros(n_seeds + 1, np.int64)
+    region_of[seed_labels] = seed_regions
+    present = np.flatnonzero(region_of)
+    label = np.zeros(count, np.int32)
+    label[region_of[present]] = present
+    return _RegionSeeds(np.bincount(region_of[present], minlength=count), label)
+
+
+def _fill_from_only_seed(instances: np.ndarray, regions: np.ndarray, unassigned: np.ndarray,
+                         seeds_in: _RegionSeeds) -> None:
+    """Unassigned pixels of a region with one seed instance: that instance (its nearest seed)."""
+    where = np.flatnonzero(unassigned)
+    region = regions.reshape(-1)[where]
+    take = seeds_in.count[region] == 1
+    instances.reshape(-1)[where[take]] = seeds_in.label[region[take]]
+    unassigned.reshape(-1)[where[take]] = False
+
+
+def _fill_from_nearest_seed(instances: np.ndarray, regions: np.ndarray, unassigned: np.ndarray,
+                            box: tuple[slice, slice], region: int) -> None:
+    """Unassigned pixels of one region with several seed instances: the nearest seed pixel's."""
+    inside = regions[box] == region
+    fill = inside & unassigned[box]
+    if not fill.any():
+        return
+    own_seeds = np.where(inside, instances[box], 0)
+    nearest = ndimage.distance_transform_edt(own_seeds == 0, return_distances=False, return_indices=True)
+    instances[box][fill] = own_seeds[nearest[0][fill], nearest[1][fill]]
+    unassigned[box][fill] = False
 
 
 def _grow_once(instances: np.ndarray, unassigned: np.ndarray) -> bool:
