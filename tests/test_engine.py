@@ -63,8 +63,8 @@ def test_tiles_lie_on_one_lattice_whatever_the_tile_size():
 
     for width, height in ((2049, 1537), (1024, 512), (300, 90)):
         for tile in (256, 512, 1024):
-            tiling = ResolvedTiling(tile, 192, 1)
-            padded = padded_grid(width, height, tiling, 96, 16)
+            tiling = ResolvedTiling(tile, 192, 1, 96)
+            padded = padded_grid(width, height, tiling, 16)
             for length, side, stride in ((padded.width, padded.tile_width, padded.stride_x),
                                          (padded.height, padded.tile_height, padded.stride_y)):
                 assert side % 16 == 0 and side <= tile and stride == side - 192
@@ -74,11 +74,32 @@ def test_tiles_lie_on_one_lattice_whatever_the_tile_size():
                 assert all(start % stride == 0 for start in starts) and starts[-1] + side == length
                 assert length - (width if length == padded.width else height) - 2 * 96 < 16 * len(starts)
             assert padded.width >= width + 2 * 96 and padded.height >= height + 2 * 96
-    small = padded_grid(300, 90, ResolvedTiling(1024, 192, 1), 96, 16)
+    small = padded_grid(300, 90, ResolvedTiling(1024, 192, 1, 96), 16)
     assert (small.width, small.height) == (small.tile_width, small.tile_height) == (496, 288)  # one tile
     # A raster a little over one tile gets two smaller tiles, not two of 1024 px.
-    just_over = padded_grid(1024, 1024, ResolvedTiling(1024, 192, 1), 96, 16)
+    just_over = padded_grid(1024, 1024, ResolvedTiling(1024, 192, 1, 96), 16)
     assert (just_over.width, just_over.tile_width) == (1216, 704)
+
+
+def test_the_model_cards_context_sets_the_overlap_and_the_edge_margin():
+    from footprint_plugin.core.inference import Predictor, padded_size
+    from footprint_plugin.core.tiling import TilingOptions, resolve_tiling
+
+    grid = model_grid("EPSG:32633", UTM, 500, 300, 0.3)
+    for context, tile, overlap, margin in ((96, 768, 192, 96), (32, 256, 64, 32), (160, 768, 320, 160),
+                                           (160, 256, 192, 160)):  # the overlap stays within 3/4 of the tile
+        card = probe_card(64)
+        card.context_px = context
+        predictor = Predictor(ProbeModel(), card, "cpu")
+        resolved = resolve_tiling(TilingOptions(tile_size=tile), predictor)
+        assert (resolved.overlap, resolved.margin) == (overlap, margin)
+        padded = padded_size(grid, TilingOptions(tile_size=tile), predictor)
+        assert padded.margin == margin and padded.width >= 500 + 2 * margin
+    explicit = resolve_tiling(TilingOptions(tile_size=256, overlap=16, edge_margin=8), predictor)
+    assert (explicit.overlap, explicit.margin) == (16, 8)
+    card.context_px = -1
+    with pytest.raises(ValueError, match="context_px"):
+        card.validate()
 
 
 def test_read_reflected_mirrors_the_edge_and_marks_only_the_raster_valid(tmp_path):

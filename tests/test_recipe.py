@@ -125,6 +125,10 @@ def test_train_and_export_an_efficientnet_unet_with_the_strong_recipe(tmp_path):
     assert card.training_data["train_args"]["augment"] == "strong" and "pretrained_encoder" not in card.training_data
     manifest = json.loads((prepared / "manifest.json").read_text())
     assert card.normalization["mean"] == manifest["band_stats"]["mean"]  # not pretrained: the chips' own statistics
+    assert card.context_px == 96  # the width-16 U-Net's, until measured for this network
+    measured = tmp_path / "lite_context.safetensors"
+    assert main(["export", "--checkpoint", str(weights), "--output", str(measured), "--context-px", "160"]) == 0
+    assert load_weights(measured)[1].context_px == 160
     test_image = next(i["path"] for i in manifest["images"] if i["split"] == "test")
     predicted = tmp_path / "pred.gpkg"
     assert main(["predict", "--input", test_image, "--output", str(predicted), "--weights", str(weights),

@@ -6,7 +6,8 @@ by the pixel's distance from the tile's inner edges.
 Runs the network once over the whole raster (its size cut to a multiple of 32), then over tiles at
 positions 96 px apart (multiples of the pooling), and prints the mean and 99th percentile of the
 absolute difference per 8 px band of distance from the nearest tile edge that is not the raster's.
-Where the difference reaches zero is the context every kept pixel needs (``tiling.CONTEXT_PX``).
+Where the difference reaches zero is the context every kept pixel needs: the model card's
+``context_px`` (``trainer export --context-px``; 96 for the width-16 U-Net, ``tiling.CONTEXT_PX``).
 """
 
 from __future__ import annotations

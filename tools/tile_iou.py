@@ -37,11 +37,11 @@ def union_iou(path: Path, model, margin: int | None, outline: str | None = None)
 
     from footprint_plugin.core.extract import ExtractionParameters, extract_buildings
     from footprint_plugin.core.readers import RasterioReader
-    from footprint_plugin.core.tiling import EDGE_MARGIN, TilingOptions
+    from footprint_plugin.core.tiling import TilingOptions
 
     unions, counts = [], []
     for tile in (256, 512):
-        tiling = TilingOptions(tile_size=tile, edge_margin=EDGE_MARGIN if margin is None else margin)
+        tiling = TilingOptions(tile_size=tile, edge_margin=margin)  # None: the model card's context_px
         with RasterioReader(path) as reader:
             parameters = ExtractionParameters(tiling=tiling)
             if outline:

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="JSON file with extra metrics to record (e.g. from `evaluate --json`)")
     parser.add_argument("--mask-threshold", type=float, help="building probability threshold (default 0.5)")
     parser.add_argument("--seed-threshold", type=float, help="interior seed threshold (default 0.5)")
+    parser.add_argument("--context-px", type=int,
+                        help="how far the network looks, px: tiles overlap by twice this (measure it with "
+                             "tools/context_reach.py; default 96, measured for the width-16 U-Net)")
     parser.add_argument("--float16", action="store_true",
                         help="store the tensors as float16 (half the size; they are computed in float32 again on "
                              "load); a float16 weights file stays float16 when re-exported")
@@ -58,6 +61,7 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
         resolution_m=resolution,
         resolution_range_m=[round(resolution / 3, 3), round(resolution * 3, 3)],
         tile_size=int(args.tile_size or train_args.get("crop_size", 256)),
+        context_px=96 if args.context_px is None else args.context_px,
         postprocess={key: 0.5 if getattr(args, key) is None else getattr(args, key)
                      for key in ("mask_threshold", "seed_threshold")},
         training_data={"splits": manifest.get("splits", {}), "border_width_px": manifest.get("border_width_px"),
@@ -116,6 +120,8 @@ def _reexport(args: argparse.Namespace) -> tuple[torch.nn.Module, ModelCard]:
         card.description = args.description
     if args.tile_size:
         card.tile_size = args.tile_size
+    if args.context_px is not None:
+        card.context_px = args.context_px
     for key in ("mask_threshold", "seed_threshold"):
         if getattr(args, key) is not None:
             card.postprocess[key] = getattr(args, key)

@@ -7,7 +7,7 @@ with context on all sides. The predictor thresholds each tile where the model ru
 (:meth:`.Predictor.class_maps`), and only the current row of tiles is held: peak memory
 depends on neither the raster's height nor, with column blocks for rasters wider than
 6144 px of the model grid (:mod:`.blocks`), its width. The raster's edge is treated the
-same whatever the tile size: a margin of reflected raster (``TilingOptions.edge_margin``)
+same whatever the tile size: a margin of reflected raster (the model card's ``context_px``)
 surrounds it, and the tiles lie on one lattice over it (:func:`.tiling.padded_grid`).
 
 The device choice, the tile grid, the predictor and the ONNX cache live in
@@ -96,8 +96,8 @@ def read_reflected(reader: WindowReader, grid: ModelGrid, bands: list[int], marg
 
 def padded_size(grid: ModelGrid, options: TilingOptions, predictor: Predictor) -> PaddedGrid:
     """The padded grid the tiles lie on (:func:`.tiling.padded_grid`)."""
-    return padded_grid(grid.width, grid.height, resolve_tiling(options, predictor), options.edge_margin,
-                       predictor.card.config.size_multiple)
+    multiple = predictor.card.config.size_multiple
+    return padded_grid(grid.width, grid.height, resolve_tiling(options, predictor), multiple)
 
 
 def iter_class_strips(
@@ -134,7 +134,7 @@ def iter_class_strips(
     done_tiles, total_tiles = 0, len(xs) * len(ys)
 
     def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:
-        data, valid = read_reflected(reader, grid, bands, options.edge_margin, (column0, y0, read_width, tile_h))
+        data, valid = read_reflected(reader, grid, bands, padded.margin, (column0, y0, read_width, tile_h))
         # Normalised here, in the reading thread, so the model's thread only runs the model.
         return predictor.normalize(data, scale), valid
 

@@ -3,10 +3,11 @@ around the raster.
 
 Each tile gives only the pixels at least half the overlap from its edges
 (:func:`.inference.owned_spans`), and the raster gets
-``CONTEXT_PX`` of reflected raster around it: with the default overlap every kept pixel saw at
-least ``CONTEXT_PX`` of context on each side. Measured on the default model (v2) on nairobi_c1
-against one whole-raster pass (``tools/context_reach.py``): with 0-8 px of context the building
-probability differs by 0.18 on average, with 64-72 px by 0.013, with 96 px or more not at all.
+the network's reach (the model card's ``context_px``) of reflected raster around it: with the
+default overlap of twice that, every kept pixel saw at least that much context on each side.
+Measured on the default model (v2) on nairobi_c1 against one whole-raster pass
+(``tools/context_reach.py``): with 0-8 px of context the building probability differs by 0.18 on
+average, with 64-72 px by 0.013, with 96 px (``CONTEXT_PX``, its card's value) or more not at all.
 Tiles start on one lattice
 (:func:`padded_grid`), so the network's pooling sees the pixels in the same phase too: the
 result does not depend on the tile size, which only sets how many pixels a forward pass holds.
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 CONTEXT_PX = 96  # measured: the default model's output at a pixel depends on nothing further than this
-EDGE_MARGIN = CONTEXT_PX  # grid px of reflected raster around the edge
 DEFAULT_TILE = 768  # px (the model's own training tile when larger): measured as fast as 1024 with 300 MB less
 CPU_BATCH_PIXELS = 4 * 256 * 256  # measured: 4 x 512 px tiles per pass run 25% slower per pixel than 1
 CUDA_BATCH_PIXELS = 16 * 256 * 256
@@ -37,14 +37,14 @@ class TilingOptions:
     """How the raster is cut into tiles; ``None`` takes the default."""
 
     tile_size: int | None = None  # DEFAULT_TILE, or the model card's training tile if larger
-    overlap: int | None = None  # 2 x CONTEXT_PX, at most three quarters of the tile
+    overlap: int | None = None  # twice the card's context_px, at most three quarters of the tile
     batch_size: int | None = None  # tiles of about 1 Mpx on CUDA, 0.26 Mpx elsewhere
     amp: bool = True  # float16 autocast on CUDA
     flip_tta: bool = False  # average with the horizontally flipped tile
     backend: str = "auto"  # auto/torch: PyTorch; onnxruntime: ONNX Runtime (CPU)
     block_width: int = 6144  # grid px: wider rasters run in column blocks, so memory does not grow with width
     block_halo: int = 192  # grid px each block also infers right of its own columns
-    edge_margin: int = EDGE_MARGIN  # grid px of reflected raster around the edge (the same whatever the tile)
+    edge_margin: int | None = None  # grid px of reflected raster around the edge (None: the card's context_px)
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class ResolvedTiling:
     tile: int
     overlap: int
     batch_size: int
+    margin: int  # reflected raster around the edge, px
 
 
 def resolve_tiling(options: TilingOptions, predictor: Predictor) -> ResolvedTiling:
@@ -81,7 +82,8 @@ def resolve_tiling(options: TilingOptions, predictor: Predictor) -> ResolvedTili
     tile = int(options.tile_size or max(DEFAULT_TILE, predictor.card.tile_size))
     if tile < multiple or tile % multiple:
         raise FootprintError(f"Tile size {tile} must be a positive multiple of {multiple} for these weights.")
-    overlap = min(2 * CONTEXT_PX, 3 * tile // 4) if options.overlap is None else int(options.overlap)
+    context = int(predictor.card.context_px)
+    overlap = min(2 * context, 3 * tile // 4) if options.overlap is None else int(options.overlap)
     if not 0 <= overlap <= 3 * tile // 4:
         raise FootprintError(f"Overlap {overlap} must be between 0 and three quarters of the tile size "
                              f"({3 * tile // 4}).")
@@ -89,7 +91,10 @@ def resolve_tiling(options: TilingOptions, predictor: Predictor) -> ResolvedTili
     batch_size = int(options.batch_size or max(1, pixels // (tile * tile)))
     if batch_size < 1:
         raise FootprintError("Batch size must be at least 1.")
-    return ResolvedTiling(tile, overlap, batch_size)
+    margin = context if options.edge_margin is None else int(options.edge_margin)
+    if margin < 0:
+        raise FootprintError("The edge margin must not be negative.")
+    return ResolvedTiling(tile, overlap, batch_size, margin)
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -122,14 +127,15 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
-def padded_grid(width: int, height: int, tiling: ResolvedTiling, margin: int, multiple: int) -> PaddedGrid:
+def padded_grid(width: int, height: int, tiling: ResolvedTiling, multiple: int) -> PaddedGrid:
     """The :class:`PaddedGrid` of a ``width`` x ``height`` px model grid.
 
-    Every tile starts ``margin`` px before a multiple of the stride (itself a multiple of the
+    Every tile starts the margin before a multiple of the stride (itself a multiple of the
     network's ``multiple``), so each pixel sees the same neighbourhood (real or reflected raster) in
     the same pooling phase whatever the tile size: with an overlap of at least twice the model's
     reach the probabilities are the same.
     """
+    margin = tiling.margin
     padded_width, tile_width = lattice_span(width + 2 * margin, tiling.tile, tiling.overlap, multiple)
     padded_height, tile_height = lattice_span(height + 2 * margin, tiling.tile, tiling.overlap, multiple)
     return PaddedGrid(padded_width, padded_height, tile_width, tile_height, margin, tiling.overlap)

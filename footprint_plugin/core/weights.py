@@ -58,6 +58,7 @@ class ModelCard:
     resolution_m: float = 0.3
     resolution_range_m: list[float] = field(default_factory=lambda: [0.1, 0.9])
     tile_size: int = 256
+    context_px: int = 96  # how far the network looks (tools/context_reach.py): tiles overlap by twice this
     classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     postprocess: dict[str, float] = field(
         default_factory=lambda: {"mask_threshold": 0.5, "seed_threshold": 0.5}
@@ -112,6 +113,8 @@ class ModelCard:
             raise ValueError("resolution_m must be positive")
         if int(self.tile_size) % config.size_multiple:
             raise ValueError(f"tile_size must be a multiple of {config.size_multiple}")
+        if not 0 <= int(self.context_px) <= 1024:
+            raise ValueError("context_px must lie between 0 and 1024")
 
 
 def save_weights(path: str | os.PathLike[str], model: torch.nn.Module, card: ModelCard) -> None:
