@@ -8,7 +8,8 @@ Prints a table and ends with one line:
   mosaics of real imagery of about 1k, 4k, 10k and 20k px squares, each in a fresh process so
   its peak RSS is its own; e2e_vs_model compares it with the model alone on the same tiles, timed
   just before and just after the run (the mean: this machine's speed drifts), and the CPU seconds
-  of each thread say where the rest goes;
+  of each thread say where the rest goes; the ceiling is the ratio those CPU seconds allow at
+  best (the model alone against the run's CPU seconds spread over every core);
 * the QGIS data-provider reader against the rasterio reader on the same raster;
 * CUDA figures when a GPU is present.
 """
@@ -333,8 +334,18 @@ def e2e_row(vrt: Path, weights: Path, device: str, extra: list[str] | None = Non
     row = child(["--e2e", str(vrt), *common])
     model_s = (before + row["model_seconds"]) / 2
     row.update(model_seconds_before_after=[round(before, 2), round(row["model_seconds"], 2)],
-               model_mpx_per_s=row["mpx"] / model_s, e2e_vs_model=model_s / row["seconds"])
+               model_mpx_per_s=row["mpx"] / model_s, e2e_vs_model=model_s / row["seconds"],
+               ceiling=cpu_ceiling(model_s, sum(row["cpu_s"].values())))
     return row
+
+
+def cpu_ceiling(model_seconds: float, run_cpu_seconds: float, cores: int | None = None) -> float:
+    """The highest e2e/model ratio the run's own CPU seconds allow: even packed perfectly onto the
+    cores, the run takes at least its CPU seconds / cores (nan without CPU figures)."""
+    if not run_cpu_seconds:
+        return float("nan")
+    floor = run_cpu_seconds / (cores or os.cpu_count() or 1)
+    return model_seconds / max(model_seconds, floor)
 
 
 def main() -> int:
@@ -384,7 +395,7 @@ def main() -> int:
 
     print("\nEnd to end, read -> GeoPackage (CPU, default network and tiles, each size in a fresh process):")
     print(f"  {'raster':<13} {'Mpx':>6} {'tiles':>6} {'seconds':>8} {'s/Mpx':>6} {'e2e Mpx/s':>9} "
-          f"{'model Mpx/s':>11} {'e2e/model':>9} {'peak RSS MB':>11} {'buildings':>9}  CPU s: model/main/read"
+          f"{'model Mpx/s':>11} {'e2e/model':>9} {'ceiling':>7} {'peak RSS MB':>11} {'buildings':>9}  CPU s: model/main/read"
           "  model alone s: before/after")
     results = []
     for size in args.sizes:
@@ -392,7 +403,7 @@ def main() -> int:
         row = e2e_row(vrt, args.weights, "cpu")
         results.append(row)
         print(f"  {row['size']:<13} {row['mpx']:6.1f} {row['tiles']:6d} {row['seconds']:8.1f} {row['s_per_mpx']:6.2f} "
-              f"{row['e2e_mpx_per_s']:9.2f} {row['model_mpx_per_s']:11.2f} {row['e2e_vs_model']:9.2f} "
+              f"{row['e2e_mpx_per_s']:9.2f} {row['model_mpx_per_s']:11.2f} {row['e2e_vs_model']:9.2f} {row['ceiling']:7.2f} "
               f"{row['peak_rss_mb']:11.0f} {row['buildings']:9d}  "
               + "/".join(f"{row['cpu_s'].get(job, float('nan')):.1f}" for job in ("model", "main", "read"))
               + "  " + "/".join(f"{seconds:.1f}" for seconds in row["model_seconds_before_after"]), flush=True)
