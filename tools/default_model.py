@@ -243,6 +243,9 @@ def main() -> int:
         command.add_argument("--working-resolution", type=float, metavar="M",
                              help="run the model at this ground resolution instead of its card's")
         command.add_argument("--flip-tta", action="store_true", help="test-time flips")
+        command.add_argument("--tile", type=int, help="tile size, px (default: the engine's)")
+        command.add_argument("--overlap", type=int, help="tile overlap, px (default: twice the card's context_px)")
+        command.add_argument("--edge-margin", type=int, help="reflected edge margin, px (default: the card's context_px)")
     rep.add_argument("--split", choices=["test", "val"], default="test")
     rep.add_argument("--held-out", choices=sorted(PLACES),
                      help="score every fully labelled raster of this place (for a model trained with prepare --hold-out)")
@@ -267,7 +270,8 @@ def main() -> int:
     from footprint_plugin.core.inference import TilingOptions
 
     model = measured_model(args.weights, args.ensemble, args.working_resolution)
-    tiling = TilingOptions(flip_tta=args.flip_tta)
+    tiling = TilingOptions(tile_size=args.tile, overlap=args.overlap, edge_margin=args.edge_margin,
+                           flip_tta=args.flip_tta)
     if args.command == "tune":
         model = (remembering(model[0]), *model[1:])  # the network runs once per tile, not once per threshold pair
         results = []
@@ -300,7 +304,8 @@ def main() -> int:
             "regularise simplify": ExtractionParameters(**base, regularize="simplify"),
             "min area 2 m2": ExtractionParameters(**base, min_area_m2=2.0),
             "min area 15 m2": ExtractionParameters(**base, min_area_m2=15.0),
-            "test-time flips": ExtractionParameters(**{**base, "tiling": TilingOptions(flip_tta=True)}),
+            "test-time flips": ExtractionParameters(**{**base, "tiling": TilingOptions(
+                tile_size=args.tile, overlap=args.overlap, edge_margin=args.edge_margin, flip_tta=True)}),
         })
     everything: dict = {"weights": card.name, **used, "resolution_m": card.resolution_m, "flip_tta": args.flip_tta,
                         "ensemble": args.ensemble or []}
