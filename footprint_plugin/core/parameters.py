@@ -101,7 +101,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("tile_size", "int", None, "Tile size (px)", "tile side in model pixels", minimum=32, maximum=4096,
            auto="768, or the model's tile if larger"),
     Option("overlap", "int", None, "Overlap (px)", "tile overlap in pixels", minimum=0, maximum=2048,
-           auto="192, at most three quarters of the tile"),
+           auto="twice the model's reach (192 for the default model), at most three quarters of the tile"),
     Option("batch_size", "int", None, "Batch size", "tiles per forward pass", minimum=1, maximum=1024,
            auto="about 1 Mpx on CUDA, 0.26 Mpx elsewhere"),
 )
