@@ -37,3 +37,26 @@ def test_working_resolution_changes_a_copy_of_the_card():
     _, card, _ = measured_model(None, working_resolution=0.25)
     assert card.resolution_m == 0.25
     assert load_model(None)[1].resolution_m == 0.3
+
+
+def test_remembering_network_computes_each_input_once_and_gives_the_same_output():
+    from default_model import remembering
+
+    network, card, _ = load_model(None)
+    remembered = remembering(network)
+    batch = np.random.default_rng(2).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    plain = Predictor(network, card, "cpu").probabilities(batch)
+    first = Predictor(remembered, card, "cpu").probabilities(batch)
+    again = Predictor(remembered, card, "cpu").probabilities(batch)  # a new predictor, as each raster gets
+    other = Predictor(remembered, card, "cpu").probabilities(batch + 1)
+    np.testing.assert_allclose(first, plain, atol=1e-5)
+    np.testing.assert_array_equal(again, first)
+    assert len(remembered.seen) == 2 and not np.allclose(other, first)
+
+
+def test_vectorize_ab_finds_a_revision_identical_to_itself(capsys):
+    from vectorize_ab import main
+
+    assert main([str(REPO / "resources" / "sample" / "philippines_c1.tif"), "--rev", "HEAD", "--rounds", "1"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "identical" in line and "NOT" not in line and " 0 buildings" not in line
