@@ -15,6 +15,7 @@ the post-processing thresholds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import sys
@@ -304,8 +305,7 @@ def main() -> int:
             "regularise simplify": ExtractionParameters(**base, regularize="simplify"),
             "min area 2 m2": ExtractionParameters(**base, min_area_m2=2.0),
             "min area 15 m2": ExtractionParameters(**base, min_area_m2=15.0),
-            "test-time flips": ExtractionParameters(**{**base, "tiling": TilingOptions(
-                tile_size=args.tile, overlap=args.overlap, edge_margin=args.edge_margin, flip_tta=True)}),
+            "test-time flips": ExtractionParameters(**{**base, "tiling": dataclasses.replace(tiling, flip_tta=True)}),
         })
     everything: dict = {"weights": card.name, **used, "resolution_m": card.resolution_m, "flip_tta": args.flip_tta,
                         "ensemble": args.ensemble or []}

@@ -61,7 +61,6 @@ def card_from_checkpoint(state: dict, args: argparse.Namespace) -> ModelCard:
         resolution_m=resolution,
         resolution_range_m=[round(resolution / 3, 3), round(resolution * 3, 3)],
         tile_size=int(args.tile_size or train_args.get("crop_size", 256)),
-        context_px=96 if args.context_px is None else args.context_px,
         postprocess={key: 0.5 if getattr(args, key) is None else getattr(args, key)
                      for key in ("mask_threshold", "seed_threshold")},
         training_data={"splits": manifest.get("splits", {}), "border_width_px": manifest.get("border_width_px"),
@@ -86,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             raise FootprintError(f"Checkpoint {args.checkpoint}: {exc}.") from None
         model.load_state_dict(state["model"])
         card = card_from_checkpoint(state, args)
+    if args.context_px is not None:
+        card.context_px = args.context_px
     if args.float16:
         model = model.half()
     try:
@@ -120,8 +121,6 @@ def _reexport(args: argparse.Namespace) -> tuple[torch.nn.Module, ModelCard]:
         card.description = args.description
     if args.tile_size:
         card.tile_size = args.tile_size
-    if args.context_px is not None:
-        card.context_px = args.context_px
     for key in ("mask_threshold", "seed_threshold"):
         if getattr(args, key) is not None:
             card.postprocess[key] = getattr(args, key)

@@ -25,6 +25,7 @@ import torch
 
 from .errors import FootprintError
 from .model import CLASS_NAMES, EfficientUNetConfig, UNetConfig, architecture_of, build_model, config_from_card
+from .tiling import CONTEXT_PX
 
 FORMAT_NAME = "footprint-unet-weights"
 FORMAT_VERSION = 1
@@ -58,7 +59,7 @@ class ModelCard:
     resolution_m: float = 0.3
     resolution_range_m: list[float] = field(default_factory=lambda: [0.1, 0.9])
     tile_size: int = 256
-    context_px: int = 96  # how far the network looks (tools/context_reach.py): tiles overlap by twice this
+    context_px: int = CONTEXT_PX  # how far the network looks (tools/context_reach.py): tiles overlap by twice this
     classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     postprocess: dict[str, float] = field(
         default_factory=lambda: {"mask_threshold": 0.5, "seed_threshold": 0.5}
