@@ -7,7 +7,7 @@ Nothing from QGIS or Qt is imported here at module level, so the engine in
 
 def classFactory(iface):  # noqa: N802 - QGIS's plugin entry point
     """Called by QGIS to create the plugin."""
-    from .dependencies import activate_profile_folder
+    from .setup.dependencies import activate_profile_folder
 
     activate_profile_folder()  # what the dependency installer put into this QGIS profile, first on sys.path
     from .plugin import FootprintPlugin

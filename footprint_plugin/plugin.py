@@ -6,8 +6,8 @@ from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from .dependencies import missing_packages
-from .resource_files import icon_path
+from .core.resource_files import icon_path
+from .setup.dependencies import missing_packages
 
 MENU = "&Building footprints"
 TITLE = "Building footprints"
@@ -28,7 +28,7 @@ class FootprintPlugin:
         """Register the Processing provider (also called by qgis_process, without a GUI)."""
         if self.provider is not None:
             return
-        from .processing_provider import FootprintProvider
+        from .processing.provider import FootprintProvider
 
         self.provider = FootprintProvider()
         QgsApplication.processingRegistry().addProvider(self.provider)
@@ -40,7 +40,7 @@ class FootprintPlugin:
         self.action.triggered.connect(self.run)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
-        from .correction_actions import CorrectionActions
+        from .ui.correction_actions import CorrectionActions
 
         self.corrections = CorrectionActions(self, MENU)
         self.corrections.init_gui()
@@ -69,7 +69,7 @@ class FootprintPlugin:
             self.show_installer(missing)
             return
         from .core.errors import FootprintError
-        from .dialog import ExtractDialog
+        from .ui.extract_dialog import ExtractDialog
 
         dialog = ExtractDialog(self.iface, self.iface.mainWindow())
         if not dialog.exec():
@@ -83,8 +83,8 @@ class FootprintPlugin:
 
     def show_installer(self, missing: list[str]):
         """The dependency installer (not modal: QGIS stays usable while pip runs); returns the dialog."""
-        from .dependencies import dependency_folder, profile_dependency_folder
-        from .install_dialog import InstallDialog
+        from .setup.dependencies import dependency_folder, profile_dependency_folder
+        from .ui.install_dialog import InstallDialog
 
         if self.installer is None or (self.installer.task is None and not self.installer.isVisible()):
             target = profile_dependency_folder() or dependency_folder(QgsApplication.qgisSettingsDirPath())
@@ -96,7 +96,7 @@ class FootprintPlugin:
 
     def start(self, request, on_done=None):
         """Queue an extraction in the task manager; returns the task."""
-        from .task import ExtractionTask
+        from .tasks.extraction_task import ExtractionTask
 
         def finished(outcome, layer) -> None:
             if task in self.tasks:

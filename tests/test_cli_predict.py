@@ -170,7 +170,7 @@ def test_vectorising_workers_give_the_same_buildings(tmp_path):
 
 
 def test_column_cuts_never_cross_a_building():
-    from footprint_plugin.core.vectorize import split_columns
+    from footprint_plugin.core.polygons import split_columns
 
     labels = np.zeros((20, 100), np.int32)
     labels[2:8, 10:60] = 1  # a wide building over the middle

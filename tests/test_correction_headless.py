@@ -13,11 +13,9 @@ import zipfile
 import pytest
 
 from footprint_plugin.core.weights import read_weights_file
+from tools import plugin_package
 
 from .helpers import REPO, SAMPLE_LABELS, SAMPLE_RASTER
-
-sys.path.insert(0, str(REPO / "tools"))
-import plugin_package  # noqa: E402
 
 needs_qgis_process = pytest.mark.skipif(not shutil.which("qgis_process.bin"), reason="needs QGIS (make setup installs it)")
 

@@ -16,13 +16,11 @@ import pytest
 from osgeo import ogr
 from qgis.PyQt.QtGui import QGuiApplication
 
-from footprint_plugin import dependencies
-from footprint_plugin.install_dialog import InstallDialog
+from footprint_plugin.setup import dependencies
+from footprint_plugin.ui.install_dialog import InstallDialog
+from tools import plugin_package
 
 from .helpers import REPO, SAMPLE_RASTER
-
-sys.path.insert(0, str(REPO / "tools"))
-import plugin_package  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 ARTIFACTS = REPO / "out" / "test-artifacts"
@@ -66,10 +64,10 @@ def test_torch_index_cpu_cuda_and_override(monkeypatch):
 
 
 def test_check_command_tells_what_is_missing():
-    here = subprocess.run([sys.executable, "-m", "footprint_plugin.dependencies", "check"], cwd=REPO,
+    here = subprocess.run([sys.executable, "-m", "footprint_plugin.setup.dependencies", "check"], cwd=REPO,
                           capture_output=True, text=True)
     assert here.returncode == 0 and "all required packages import" in here.stdout
-    system = subprocess.run([SYSTEM_PYTHON, "-m", "footprint_plugin.dependencies", "check"], cwd=REPO,
+    system = subprocess.run([SYSTEM_PYTHON, "-m", "footprint_plugin.setup.dependencies", "check"], cwd=REPO,
                             capture_output=True, text=True, env=plain_env())
     assert system.returncode == 1 and "torch" in system.stdout
 
@@ -168,7 +166,7 @@ def test_installer_makes_a_clean_qgis_profile_extract(clean_profile, tmp_path):
 
     target = dependencies.dependency_folder(profile)
     started = time.monotonic()
-    done = subprocess.run([SYSTEM_PYTHON, "-m", "footprint_plugin.dependencies", "install", "--target", str(target)],
+    done = subprocess.run([SYSTEM_PYTHON, "-m", "footprint_plugin.setup.dependencies", "install", "--target", str(target)],
                           cwd=profile / "python" / "plugins", env=plain_env(), capture_output=True, text=True,
                           timeout=900)
     seconds = time.monotonic() - started

@@ -6,17 +6,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tools import plugin_package
 
 from .helpers import REPO, SAMPLE_RASTER
 
 ARTIFACTS = REPO / "out" / "test-artifacts"
 
-sys.path.insert(0, str(REPO / "tools"))
-import plugin_package  # noqa: E402
 
 needs_desktop = pytest.mark.skipif(not (shutil.which("qgis") and shutil.which("xvfb-run") and shutil.which("import")),
                                    reason="needs qgis, xvfb-run and ImageMagick (make setup installs them)")

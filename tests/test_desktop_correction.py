@@ -7,19 +7,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from footprint_plugin.core.weights import read_weights_file
+from tools import plugin_package
 
 from .helpers import REPO, SAMPLE_LABELS, SAMPLE_RASTER
 
 ARTIFACTS = REPO / "out" / "test-artifacts"
 MINUTES = 0.5
 
-sys.path.insert(0, str(REPO / "tools"))
-import plugin_package  # noqa: E402
 
 needs_desktop = pytest.mark.skipif(not (shutil.which("qgis") and shutil.which("xvfb-run") and shutil.which("import")),
                                    reason="needs qgis, xvfb-run and ImageMagick (make setup installs them)")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.inference import Predictor
 from footprint_plugin.core.model import EfficientUNet, EfficientUNetConfig, fuse_for_inference
+from footprint_plugin.core.predictor import Predictor
 from footprint_plugin.core.weights import ModelCard, load_weights, save_weights
 
 

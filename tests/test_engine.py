@@ -8,19 +8,19 @@ from rasterio.transform import Affine
 from shapely.geometry import box
 from shapely.ops import unary_union
 
-from footprint_plugin.core.blocks import block_vectorizers
+from footprint_plugin.core.area import Area
+from footprint_plugin.core.blocks import block_vectorizers, plan_column_blocks
+from footprint_plugin.core.buildings import VectorizeOptions
 from footprint_plugin.core.errors import CancelledError, FootprintError
-from footprint_plugin.core.extract import Area, ExtractionParameters, extract_buildings
+from footprint_plugin.core.extract import extract_buildings
 from footprint_plugin.core.geo import ground_resolution_m, model_grid
-from footprint_plugin.core.inference import TilingOptions, owned_spans, plan_column_blocks, tile_starts
+from footprint_plugin.core.inference import owned_spans
+from footprint_plugin.core.instances import class_maps, label_instances
+from footprint_plugin.core.outlines import orthogonalize
+from footprint_plugin.core.parameters import ExtractionParameters
 from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
-from footprint_plugin.core.vectorize import (
-    StripVectorizer,
-    VectorizeOptions,
-    class_maps,
-    label_instances,
-    orthogonalize,
-)
+from footprint_plugin.core.tiling import TilingOptions, tile_starts
+from footprint_plugin.core.vectorize import StripVectorizer
 
 from .helpers import MERCATOR_60N, ProbeModel, paint, probe_card, write_raster
 
@@ -82,7 +82,8 @@ def test_tiles_lie_on_one_lattice_whatever_the_tile_size():
 
 
 def test_the_model_cards_context_sets_the_overlap_and_the_edge_margin():
-    from footprint_plugin.core.inference import Predictor, padded_size
+    from footprint_plugin.core.inference import plan_inference
+    from footprint_plugin.core.predictor import Predictor
     from footprint_plugin.core.tiling import TilingOptions, resolve_tiling
 
     grid = model_grid("EPSG:32633", UTM, 500, 300, 0.3)
@@ -91,11 +92,11 @@ def test_the_model_cards_context_sets_the_overlap_and_the_edge_margin():
         card = probe_card(64)
         card.context_px = context
         predictor = Predictor(ProbeModel(), card, "cpu")
-        resolved = resolve_tiling(TilingOptions(tile_size=tile), predictor)
+        resolved = resolve_tiling(TilingOptions(tile_size=tile), card, "cpu")
         assert (resolved.overlap, resolved.margin) == (overlap, margin)
-        padded = padded_size(grid, TilingOptions(tile_size=tile), predictor)
+        padded = plan_inference(None, grid, [1, 2, 3], TilingOptions(tile_size=tile), predictor).padded
         assert padded.margin == margin and padded.width >= 500 + 2 * margin
-    explicit = resolve_tiling(TilingOptions(tile_size=256, overlap=16, edge_margin=8), predictor)
+    explicit = resolve_tiling(TilingOptions(tile_size=256, overlap=16, edge_margin=8), card, "cpu")
     assert (explicit.overlap, explicit.margin) == (16, 8)
     card.context_px = -1
     with pytest.raises(ValueError, match="context_px"):
@@ -188,7 +189,7 @@ def test_instances_grow_from_interior_seeds():
 
 
 def test_instances_fill_one_seed_regions_nearest_seeds_and_seedless_regions():
-    from footprint_plugin.core.vectorize import ClassMaps
+    from footprint_plugin.core.instances import ClassMaps
 
     building = np.zeros((40, 60), bool)
     seeds = np.zeros((40, 60), bool)
@@ -319,7 +320,7 @@ def test_orthogonalize_keeps_an_l_and_leaves_a_blob_alone():
     from shapely import affinity
     from shapely.geometry import Polygon
 
-    from footprint_plugin.core.vectorize import dominant_direction
+    from footprint_plugin.core.outlines import dominant_direction
 
     # A pixel-mask L (grid px) rotated by 20 degrees, with 0.3 px of wobble on its walls.
     ell = Polygon([(0, 0), (40, 0.3), (40, 15), (15.2, 15), (15, 30), (0.3, 30)])
@@ -348,7 +349,7 @@ def test_progress_and_cancel(tmp_path):
         return len(calls) > 2
 
     with pytest.raises(CancelledError):
-        probe_extract(path, cancelled=cancel_after_two)
+        probe_extract(path, cancel=cancel_after_two)
 
 
 def test_band_mapping_rules(tmp_path):
@@ -373,8 +374,8 @@ def test_onnxruntime_and_torch_backends_agree(tmp_path):
     pytest.importorskip("onnxruntime")
     import torch
 
-    from footprint_plugin.core.inference import Predictor
     from footprint_plugin.core.model import UNet, UNetConfig
+    from footprint_plugin.core.predictor import Predictor
     from footprint_plugin.core.weights import ModelCard
 
     torch.manual_seed(0)
@@ -514,8 +515,8 @@ def test_predictor_thresholds_tiles_as_the_vectoriser_would(instances):
     # the same probabilities: the pipeline and the probability-array entry point agree pixel for pixel.
     import torch
 
-    from footprint_plugin.core.inference import Predictor
     from footprint_plugin.core.model import UNet, UNetConfig
+    from footprint_plugin.core.predictor import Predictor
     from footprint_plugin.core.weights import ModelCard
 
     torch.manual_seed(1)

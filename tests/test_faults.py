@@ -18,11 +18,11 @@ from osgeo import gdal
 
 from footprint_plugin.core import vectorize
 from footprint_plugin.core.errors import CancelledError, FootprintError
-from footprint_plugin.core.extract import ExtractionParameters
-from footprint_plugin.core.inference import TilingOptions
+from footprint_plugin.core.parameters import ExtractionParameters
 from footprint_plugin.core.pipeline import run
 from footprint_plugin.core.readers import RasterioReader
 from footprint_plugin.core.sinks import ListSink, open_output
+from footprint_plugin.core.tiling import TilingOptions
 from trainer.cli import main
 
 from .helpers import DEFAULT_WEIGHTS, REPO, ProbeModel, paint, probe_card, write_raster
@@ -247,7 +247,7 @@ def test_disk_full_gives_one_line_and_no_file(full_disk, tmp_path, suffix):
 def test_writer_cleanup_after_a_failed_write_never_raises(full_disk):
     from shapely.geometry import box
 
-    from footprint_plugin.core.vectorize import Building
+    from footprint_plugin.core.buildings import Building
 
     (full_disk / "filler").unlink()  # room for an empty GeoPackage, not for 20,000 buildings
     with RasterioReader(REPO / "resources" / "sample" / "philippines_c1.tif") as reader:
@@ -297,8 +297,7 @@ def _running(pids: set[int]) -> list[int]:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path, workers):
     # Real imagery (the Zanzibar sample repeated to 3072 x 3072 px), so buildings reach the workers early.
-    sys.path.insert(0, str(REPO / "tools"))
-    from bench import mosaic_vrt
+    from tools.bench import mosaic_vrt
 
     raster = mosaic_vrt(REPO / "resources" / "sample" / "zanzibar_c1.tif", 3072, tmp_path / "big.vrt")
     output = tmp_path / "big.gpkg"

@@ -75,13 +75,14 @@ def test_pixels_outside_the_area_are_ignored(tmp_path):
     _, card = load_weights(base)
     folder = tmp_path / "chips"
     folder.mkdir()
-    train, val, count, area_m2 = prepare_chips(request, card, folder)
-    assert len(train) + len(val) == 3 and 1 <= count <= 18
-    for path in train + val:
+    chips = prepare_chips(request, card, folder)
+    assert len(chips.train) + len(chips.val) == 3 and 1 <= chips.buildings <= 18
+    assert chips.scale == 255.0  # 8-bit rasters, as extraction reads them
+    for path in chips.train + chips.val:
         mask = np.load(path)["mask"]
         assert (mask[:, 70:] == IGNORE).all()  # right half: outside the area
         assert (mask[:, :60] != IGNORE).all()  # left half: labelled, background or building
-    assert area_m2 == pytest.approx(3 * 19.2 * 38.4, rel=0.05)
+    assert chips.area_m2 == pytest.approx(3 * 19.2 * 38.4, rel=0.05)
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

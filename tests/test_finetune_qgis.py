@@ -58,13 +58,13 @@ def labels_layer(qgis_new_project):
 @pytest.fixture(scope="module")
 def predicted_file(tmp_path_factory):
     """The bundled model's buildings on the sample raster, as Extract writes them."""
-    from footprint_plugin.core.extract import extract_to_file
+    from footprint_plugin.core.extract import extract
     from footprint_plugin.core.parameters import build_parameters
     from footprint_plugin.core.readers import RasterioReader
 
     path = tmp_path_factory.mktemp("pred") / "sample_buildings.gpkg"
     with RasterioReader(str(SAMPLE_RASTER)) as reader:
-        extract_to_file(reader, path, build_parameters({"device": "cpu"}))
+        extract(reader, build_parameters({"device": "cpu"}), output=path)
     return path
 
 
@@ -202,7 +202,7 @@ def _card_finetune(path) -> dict:
 def test_train_model_writes_weights_with_before_after_f1(provider, sample_layer, labels_layer, tmp_path, clean_history):
     import processing
 
-    from footprint_plugin.weights_history import recent_weights
+    from footprint_plugin.qgis_io.weights_history import recent_weights
 
     labels_layer.startEditing()  # unsaved edits count: the layer is written to a temporary file
     doomed = [f.id() for f in labels_layer.getFeatures(QgsFeatureRequest().setLimit(5))]
@@ -317,7 +317,7 @@ def test_train_model_cancel_after_a_gain_keeps_the_best_weights_and_says_so(prov
 
 @pytest.fixture()
 def clean_history():
-    from footprint_plugin.weights_history import KEY
+    from footprint_plugin.qgis_io.weights_history import KEY
 
     QgsSettings().remove(KEY)
     yield
@@ -326,7 +326,7 @@ def clean_history():
 
 def test_finetune_dialog_builds_its_request(qgis_iface, sample_layer, labels_layer, tmp_path):
     from footprint_plugin.core.errors import FootprintError
-    from footprint_plugin.finetune_dialog import AREA_EXTENT, AREA_LAYER, AREA_SELECTION, AREA_VIEW, FinetuneDialog
+    from footprint_plugin.ui.finetune_dialog import AREA_EXTENT, AREA_LAYER, AREA_SELECTION, AREA_VIEW, FinetuneDialog
 
     dialog = FinetuneDialog(qgis_iface, raster=sample_layer, buildings=labels_layer)
     assert dialog.raster_combo.currentLayer() == sample_layer
@@ -392,15 +392,15 @@ def test_finetune_dialog_builds_its_request(qgis_iface, sample_layer, labels_lay
 
 def test_finetune_task_reports_f1_and_extract_offers_the_weights(qgis_app, qgis_iface, sample_layer, labels_layer,
                                                                  tmp_path, clean_history):
-    from footprint_plugin.dialog import ExtractDialog
-    from footprint_plugin.finetune_dialog import AREA_EXTENT
+    from footprint_plugin.ui.extract_dialog import ExtractDialog
+    from footprint_plugin.ui.finetune_dialog import AREA_EXTENT
 
     plugin = footprint_plugin.classFactory(qgis_iface)
     plugin.initGui()
     try:
         names = [a.text() for a in plugin.corrections.actions]
         assert names == ["Fine-tune on my corrections", "Evaluate against reference"]
-        from footprint_plugin.style import style_buildings_layer
+        from footprint_plugin.qgis_io.style import style_buildings_layer
 
         styled = QgsVectorLayer(str(SAMPLE_LABELS), "zz extracted earlier", "ogr")  # sorted after osm
         style_buildings_layer(styled)  # what Extract does to its layers (kept in the project file)
@@ -453,8 +453,8 @@ def _run_task(qgis_app, plugin, request, cancel_when=None, timeout=150.0):
 
 def test_finetune_task_failure_and_cancel_reach_the_message_bar(qgis_app, qgis_iface, sample_layer, labels_layer,
                                                                  tmp_path, clean_history):
-    from footprint_plugin.finetune_dialog import AREA_EXTENT
-    from footprint_plugin.weights_history import recent_weights
+    from footprint_plugin.qgis_io.weights_history import recent_weights
+    from footprint_plugin.ui.finetune_dialog import AREA_EXTENT
 
     few = QgsVectorLayer("Polygon?crs=EPSG:3857", "few", "memory")  # not a file: written for the trainer
     few.dataProvider().addFeatures(list(labels_layer.getFeatures(QgsFeatureRequest().setLimit(5))))

@@ -82,7 +82,7 @@ def count_buildings(gpkg: Path) -> int:
 
 
 def check_command(python: Path, elsewhere: Path, expect_module_under: Path) -> None:
-    where = subprocess.run([str(python), "-c", "import footprint_plugin.core.extract as e, trainer; "
+    where = subprocess.run([str(python), "-c", "import footprint_plugin.core.resource_files as e, trainer; "
                             "print(trainer.__file__); print(e.default_weights_path())"],
                            cwd=elsewhere, capture_output=True, text=True, env=clean_env())
     assert where.returncode == 0, where.stderr

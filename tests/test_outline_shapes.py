@@ -1,16 +1,12 @@
-"""tools/outline_shapes.py: the shape measures (vertex angles) on known outlines."""
+"""tools/lab/outline_shapes.py: the shape measures (vertex angles) on known outlines."""
 
 from __future__ import annotations
 
 import math
-import sys
 
 from shapely.geometry import MultiPolygon, Polygon
 
-from .helpers import REPO
-
-sys.path.insert(0, str(REPO / "tools"))
-from outline_shapes import ShapeStats, is_right, ring_angles  # noqa: E402
+from tools.lab.outline_shapes import ShapeStats, is_right, ring_angles
 
 L_SHAPE = [(0, 0), (10, 0), (10, 4), (4, 4), (4, 8), (0, 8)]
 U_SHAPE = [(0, 0), (9, 0), (9, 7), (6, 7), (6, 3), (3, 3), (3, 7), (0, 7)]
@@ -69,7 +65,7 @@ def test_short_edges_show_pixel_staircases():
 
 
 def test_outline_step_on_a_perfect_l_mask():
-    from outline_shapes import outline_step
+    from tools.lab.outline_shapes import outline_step
 
     truth, outline = outline_step(Polygon([(10, 10), (60, 10), (60, 30), (30, 30), (30, 55), (10, 55)]),
                                   "orthogonal", 0.3)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import zipfile
 
 import pytest
 
-from .helpers import REPO
+from tools import plugin_package
 
-sys.path.insert(0, str(REPO / "tools"))
-import plugin_package  # noqa: E402
+from .helpers import REPO
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from qgis.core import (
 
 import footprint_plugin
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.extract import ExtractionParameters
-from footprint_plugin.core.inference import TilingOptions
-from footprint_plugin.task import Cancelled, ExtractionRequest, ExtractionTask, Failed, Success
+from footprint_plugin.core.parameters import ExtractionParameters
+from footprint_plugin.core.tiling import TilingOptions
+from footprint_plugin.tasks.extraction_task import Cancelled, ExtractionRequest, ExtractionTask, Failed, Success
 
 from .helpers import SAMPLE_RASTER, tiny_unet_weights, write_raster
 
@@ -154,7 +154,7 @@ def _xyz_tiles(tmp_path: Path) -> Path:
 
 
 def test_xyz_tiles_are_read_as_rgb_with_alpha_mask(qgis_app, qgis_iface, qgis_new_project, weights, tmp_path):
-    from footprint_plugin.qgis_reader import QgisProviderReader
+    from footprint_plugin.qgis_io.provider_reader import QgisProviderReader
 
     tiles = _xyz_tiles(tmp_path)
     layer = QgsRasterLayer(f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png&zmin=18&zmax=19", "xyz", "wms")
@@ -219,7 +219,7 @@ def test_errors_reach_the_message_bar_and_add_nothing(qgis_app, qgis_iface, samp
 
 
 def test_dialog_builds_the_request(qgis_iface, sample_layer, qgis_new_project):
-    from footprint_plugin.dialog import AREA_SELECTION, ExtractDialog
+    from footprint_plugin.ui.extract_dialog import AREA_SELECTION, ExtractDialog
 
     qgis_iface.setActiveLayer(sample_layer)
     dialog = ExtractDialog(qgis_iface)
@@ -283,7 +283,7 @@ def test_dialog_processing_and_cli_offer_the_same_options(qgis_iface, provider, 
     import argparse
 
     from footprint_plugin.core.parameters import OPTIONS
-    from footprint_plugin.dialog import ExtractDialog
+    from footprint_plugin.ui.extract_dialog import ExtractDialog
     from trainer.predict import add_arguments
 
     algorithm = QgsApplication.processingRegistry().algorithmById("footprint:extract_buildings")

@@ -53,13 +53,14 @@ sys.meta_path.insert(0, Block())
 from trainer.cli import build_parser
 build_parser()  # imports every trainer command
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.extract import ExtractionParameters, extract_buildings, extract_to_geopackage
+from footprint_plugin.core.extract import extract, extract_buildings
+from footprint_plugin.core.parameters import ExtractionParameters
 from footprint_plugin.core.readers import RasterioReader
 with RasterioReader('resources/sample/philippines_c1.tif') as reader:
     result = extract_buildings(reader, ExtractionParameters())
     assert not attempts, attempts  # nothing so far even tried to import osgeo
     try:
-        extract_to_geopackage(reader, '/tmp/never.gpkg', ExtractionParameters())
+        extract(reader, ExtractionParameters(), output='/tmp/never.gpkg')
     except FootprintError as exc:
         assert 'python3-gdal' in str(exc), exc
     else:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from osgeo import ogr
 
-from .helpers import REPO, SAMPLE_RASTER, tiny_unet_weights
+from tools import plugin_package
 
-sys.path.insert(0, str(REPO / "tools"))
-import plugin_package  # noqa: E402
+from .helpers import SAMPLE_RASTER, tiny_unet_weights
 
 
 @pytest.mark.skipif(not shutil.which("qgis_process.bin"), reason="needs QGIS (make setup installs it)")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from shapely.ops import unary_union
 
-from footprint_plugin.core.extract import ExtractionParameters, extract_buildings, load_model
-from footprint_plugin.core.inference import TilingOptions
+from footprint_plugin.core.extract import extract_buildings
+from footprint_plugin.core.parameters import ExtractionParameters
+from footprint_plugin.core.pipeline import load_model
 from footprint_plugin.core.readers import RasterioReader
+from footprint_plugin.core.tiling import TilingOptions
 from trainer.evaluate import evaluate, read_vector_pair
 
 from .helpers import DEFAULT_WEIGHTS, REPO, SAMPLE_LABELS, SAMPLE_RASTER
@@ -29,7 +31,7 @@ def run(model, raster=SAMPLE_RASTER, **tiling):
 SHARED = REPO.parent / "shared" / "data"
 SMALLEST = [SAMPLE_RASTER, ZANZIBAR, SHARED / "philippines" / "philippines_c0.tif",
             SHARED / "philippines" / "philippines_c1.tif",
-            SHARED / "nairobi" / "nairobi_c1.tif"]  # the lowest of tools/tile_iou.py's table
+            SHARED / "nairobi" / "nairobi_c1.tif"]  # the lowest of tools/lab/tile_iou.py's table
 
 
 @pytest.mark.parametrize("raster", SMALLEST, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -43,7 +45,7 @@ def test_result_does_not_depend_on_tile_size(default_model, raster):
     assert len(small.buildings) > 20
     iou = a.intersection(b).area / a.union(b).area
     print(f"tile-iou {raster.name}: {iou:.4f}")
-    assert iou >= 0.999  # the same lattice and context at both sizes: the same buildings (tools/tile_iou.py)
+    assert iou >= 0.999  # the same lattice and context at both sizes: the same buildings (tools/lab/tile_iou.py)
 
 
 def test_column_blocks_change_nothing_on_real_imagery(default_model):

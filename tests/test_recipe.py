@@ -7,10 +7,14 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 import torch
+from rasterio.crs import CRS
+from shapely.geometry import box
 
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.weights import load_weights
+from footprint_plugin.core.vector_files import read_polygons
+from footprint_plugin.core.weights import load_weights, read_weights_file
 from trainer import train
 from trainer.augment import gaussian_blur, hue_rotation, photometric
 from trainer.cli import main
@@ -129,11 +133,22 @@ def test_train_and_export_an_efficientnet_unet_with_the_strong_recipe(tmp_path):
     measured = tmp_path / "lite_context.safetensors"
     assert main(["export", "--checkpoint", str(weights), "--output", str(measured), "--context-px", "160"]) == 0
     assert load_weights(measured)[1].context_px == 160
+    checkpoint = torch.load(run / "last.pt", weights_only=True)
+    card_read, tensors = read_weights_file(weights)
+    assert card_read.model_args == checkpoint["model_args"] and set(tensors) == set(checkpoint["model"])
+    for name, value in checkpoint["model"].items():  # every tensor, as float16 where it was a float
+        expected_dtype = torch.float16 if value.is_floating_point() else value.dtype
+        assert tensors[name].dtype == expected_dtype, name
+        torch.testing.assert_close(tensors[name].to(value.dtype), value.to(expected_dtype).to(value.dtype))
     test_image = next(i["path"] for i in manifest["images"] if i["split"] == "test")
     predicted = tmp_path / "pred.gpkg"
     assert main(["predict", "--input", test_image, "--output", str(predicted), "--weights", str(weights),
                  "--min-area", "0", "--quiet"]) == 0
-    assert predicted.is_file()
+    layer = read_polygons(str(predicted))
+    with rasterio.open(test_image) as raster:
+        assert CRS.from_wkt(layer.crs_wkt) == raster.crs
+        frame = box(*raster.bounds)
+    assert all(frame.buffer(1.0).contains(g) for g in layer.geometries)  # the raster's buildings, in its CRS
 
 
 def test_pretrained_training_records_its_source_and_input_range(tmp_path):

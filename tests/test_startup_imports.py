@@ -13,7 +13,7 @@ def test_option_table_and_provider_import_without_torch_or_safetensors():
             "sys.modules['torch'] = None\n"
             "sys.modules['safetensors'] = None\n"
             "import footprint_plugin.core.parameters\n"
-            "import footprint_plugin.processing_provider\n"
+            "import footprint_plugin.processing.provider\n"
             "print('imported')\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})

@@ -1,21 +1,17 @@
-"""The measuring helpers of tools/default_model.py (they need no ../shared/data)."""
+"""The measuring helpers of trainer/recipe.py (they need no ../shared/data)."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import torch
 
-from footprint_plugin.core.extract import load_model
-from footprint_plugin.core.inference import Predictor
 from footprint_plugin.core.model import UNet
+from footprint_plugin.core.pipeline import load_model
+from footprint_plugin.core.predictor import Predictor
 from footprint_plugin.core.weights import save_weights
+from trainer.recipe import measured_model
 
 from .helpers import REPO
-
-sys.path.insert(0, str(REPO / "tools"))
-from default_model import measured_model  # noqa: E402
 
 
 def test_ensemble_averages_the_members_probabilities(tmp_path):
@@ -40,7 +36,7 @@ def test_working_resolution_changes_a_copy_of_the_card():
 
 
 def test_remembering_network_computes_each_input_once_and_gives_the_same_output():
-    from default_model import remembering
+    from trainer.recipe import remembering
 
     network, card, _ = load_model(None)
     remembered = remembering(network)
@@ -54,9 +50,19 @@ def test_remembering_network_computes_each_input_once_and_gives_the_same_output(
     assert len(remembered.seen) == 2 and not np.allclose(other, first)
 
 
-def test_vectorize_ab_finds_a_revision_identical_to_itself(capsys):
-    from vectorize_ab import main
+OLDER_LABELLING = "3901d0b"  # the revision before label_instances took a region's only seed without a distance transform
 
-    assert main([str(REPO / "resources" / "sample" / "philippines_c1.tif"), "--rev", "HEAD", "--rounds", "1"]) == 0
+
+def test_vectorize_ab_runs_an_older_revisions_own_vectoriser_and_finds_the_same_buildings(capsys):
+    import inspect
+
+    from footprint_plugin.core import instances
+    from tools.lab.vectorize_ab import main, vectorize_module
+
+    older = vectorize_module(OLDER_LABELLING)
+    assert inspect.getsource(older.label_instances) != inspect.getsource(instances.label_instances)  # other code
+    assert "_fill_from_only_seed" not in inspect.getsource(older.label_instances)
+    assert main([str(REPO / "resources" / "sample" / "philippines_c1.tif"), "--rev", OLDER_LABELLING,
+                 "--rounds", "1"]) == 0
     line = capsys.readouterr().out.strip()
-    assert "identical" in line and "NOT" not in line and " 0 buildings" not in line
+    assert "identical" in line and "NOT" not in line and " 0 buildings" not in line  # the same output

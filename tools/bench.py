@@ -90,8 +90,10 @@ def model_only_table(weights: Path, batch_size: int, tile: int) -> list[dict]:
     import numpy as np
     import torch
 
-    from footprint_plugin.core.inference import Predictor, _onnx_session, _onnxruntime_available
     from footprint_plugin.core.model import UNet, UNetConfig
+    from footprint_plugin.core.onnx_cache import onnx_session as _onnx_session
+    from footprint_plugin.core.onnx_cache import onnxruntime_available as _onnxruntime_available
+    from footprint_plugin.core.predictor import Predictor
     from footprint_plugin.core.weights import load_weights
 
     default_model, card = load_weights(weights)
@@ -129,18 +131,20 @@ def model_alone(raster: Path, weights: Path, device: str, batch_size: int | None
     """Seconds of the model alone on the tiles an extraction of ``raster`` infers (up to 32 timed)."""
     import numpy as np
 
-    from footprint_plugin.core.extract import load_model
     from footprint_plugin.core.geo import model_grid
-    from footprint_plugin.core.inference import Predictor, TilingOptions, padded_size, resolve_tiling, tile_starts
+    from footprint_plugin.core.inference import plan_inference
+    from footprint_plugin.core.pipeline import load_model
+    from footprint_plugin.core.predictor import Predictor
     from footprint_plugin.core.readers import RasterioReader
+    from footprint_plugin.core.tiling import TilingOptions, tile_starts
 
     tiling = TilingOptions(batch_size=batch_size, amp=amp)
     model, card, _ = load_model(str(weights))
     predictor = Predictor(model, card, device, amp=amp)
     with RasterioReader(raster) as reader:
         grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
-    padded = padded_size(grid, tiling, predictor)  # the tiles the run infers, as large as it uses them
-    batch_n = resolve_tiling(tiling, predictor).batch_size
+    plan = plan_inference(None, grid, [1, 2, 3], tiling, predictor)
+    padded, batch_n = plan.padded, plan.batch_size  # the tiles the run infers, as large as it uses them
     tiles = (len(tile_starts(padded.width, padded.tile_width, padded.stride_x))
              * len(tile_starts(padded.height, padded.tile_height, padded.stride_y)))
     batch = np.random.default_rng(0).normal(size=(batch_n, 3, padded.tile_height, padded.tile_width)).astype(np.float32)
@@ -157,15 +161,15 @@ def model_alone(raster: Path, weights: Path, device: str, batch_size: int | None
 def run_e2e(raster: Path, weights: Path, device: str, batch_size: int | None, amp: bool = True) -> dict:
     """One end-to-end extraction to a GeoPackage with the CPU seconds of its threads, then the model
     alone on the same tiles (this process)."""
-    from footprint_plugin.core.extract import ExtractionParameters, extract_to_geopackage
-    from footprint_plugin.core.inference import TilingOptions
+    from footprint_plugin.core.extract import extract
+    from footprint_plugin.core.parameters import ExtractionParameters
     from footprint_plugin.core.readers import RasterioReader
+    from footprint_plugin.core.tiling import TilingOptions
 
     out = Path(tempfile.mkdtemp(prefix="bench-")) / "buildings.gpkg"
     tiling = TilingOptions(batch_size=batch_size, amp=amp)
     with RasterioReader(raster) as reader, ThreadCpu() as cpu:
-        result = extract_to_geopackage(reader, out, ExtractionParameters(weights=str(weights), device=device,
-                                                                         tiling=tiling))
+        result = extract(reader, ExtractionParameters(weights=str(weights), device=device, tiling=tiling), output=out)
     e2e_rss = peak_rss_mb()
     alone = model_alone(raster, weights, device, batch_size, amp)
     grid = result.grid
@@ -243,7 +247,7 @@ def reader_comparison(raster: Path) -> dict:
 
         app = QgsApplication([], False)
         app.initQgis()
-        from footprint_plugin.qgis_reader import QgisProviderReader
+        from footprint_plugin.qgis_io.provider_reader import QgisProviderReader
 
         result["qgis_provider"] = read_all(QgisProviderReader(QgsRasterLayer(str(raster), "bench")))
     except ImportError:
@@ -257,10 +261,12 @@ def vectorize_only(raster: Path, weights: Path, workers: int = 1) -> dict:
     from rasterio.transform import Affine
 
     from footprint_plugin.core.geo import model_grid
-    from footprint_plugin.core.inference import Predictor, TilingOptions, iter_class_strips
+    from footprint_plugin.core.inference import iter_class_strips, plan_inference
     from footprint_plugin.core.parameters import ExtractionParameters, vectorize_options
     from footprint_plugin.core.pipeline import load_model
+    from footprint_plugin.core.predictor import Predictor
     from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
+    from footprint_plugin.core.tiling import TilingOptions
     from footprint_plugin.core.vectorize import StripVectorizer
     from footprint_plugin.core.workers import VectorizeWorkers
 
@@ -270,7 +276,8 @@ def vectorize_only(raster: Path, weights: Path, workers: int = 1) -> dict:
         grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
         bands = resolve_band_mapping(reader, card.input_bands)
         options = vectorize_options(ExtractionParameters(), card)
-        strips = list(iter_class_strips(reader, grid, bands, predictor, TilingOptions(), options))
+        plan = plan_inference(reader, grid, bands, TilingOptions(), predictor)
+        strips = list(iter_class_strips(plan, predictor, options))
     pool = VectorizeWorkers(workers) if workers > 1 else None
     if pool is not None:
         pool.map(len, [[0]] * workers)  # the processes start before the clock does

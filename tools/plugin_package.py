@@ -47,7 +47,7 @@ def package(output: Path) -> Path:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted((REPO / NAME).rglob("*.py")):
             archive.write(path, f"{NAME}/{path.relative_to(REPO / NAME)}")
-        # Fine-tuning and evaluation run the trainer: a copy, imported only then (footprint_plugin/trainer_access.py).
+        # Fine-tuning and evaluation run the trainer: a copy, imported only then (footprint_plugin/setup/trainer_access.py).
         for path in sorted((REPO / VENDORED).rglob("*.py")):
             archive.write(path, f"{NAME}/vendor/{VENDORED}/{path.relative_to(REPO / VENDORED)}")
         for name in ("metadata.txt", "README.md", "NOTICE.md", "LICENSE"):

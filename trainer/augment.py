@@ -1,7 +1,7 @@
-"""Photometric augmentation for imagery from other sensors, seasons and processing chains.
+"""Augmentation of training chips: geometric (scale, crop, flips and turns), brightness and contrast, and the
+``strong`` photometric set for imagery from other sensors, seasons and processing chains.
 
-Applied to one chip in 0..1 units before normalisation; every random draw comes
-from the caller's generator, so a sample's augmentation depends only on its seed.
+Every random draw comes from the caller's generator, so a sample's augmentation depends only on its seed.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .prepare import IGNORE  # mask value of pixels the loss ignores
 
 HUE_TURN = 0.06  # up to +-0.06 of a full hue turn (about 22 degrees)
 SATURATION = (0.6, 1.4)
@@ -65,3 +67,45 @@ def photometric(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         noise = rng.normal(0.0, rng.uniform(*NOISE_STD), size=tuple(x.shape)).astype(np.float32)
         x = x + torch.from_numpy(noise)
     return x.clamp(0, 1).contiguous()
+
+
+def rescale(image: torch.Tensor, mask: torch.Tensor, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (C, H, W) image (bilinear) and its (H, W) class mask (nearest) resampled by ``factor``; unchanged
+    within 2%."""
+    if abs(factor - 1.0) <= 0.02:
+        return image, mask
+    size = [max(8, round(s * factor)) for s in mask.shape]
+    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    return image, mask
+
+
+def random_crop(image: torch.Tensor, mask: torch.Tensor, crop: int, rng: np.random.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``crop`` x ``crop`` window at a random place; a smaller chip is padded (the mask with IGNORE)."""
+    rows, cols = mask.shape
+    pad_r, pad_c = max(0, crop - rows), max(0, crop - cols)
+    if pad_r or pad_c:
+        image = F.pad(image, (0, pad_c, 0, pad_r))
+        mask = F.pad(mask, (0, pad_c, 0, pad_r), value=IGNORE)
+        rows, cols = mask.shape
+    top = int(rng.integers(rows - crop + 1))
+    left = int(rng.integers(cols - crop + 1))
+    return image[:, top : top + crop, left : left + crop], mask[top : top + crop, left : left + crop]
+
+
+def turn_and_flip(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random element of the dihedral group: a quarter turn 0-3 times, then a horizontal flip or not."""
+    turns = int(rng.integers(4))
+    image, mask = torch.rot90(image, turns, (1, 2)), torch.rot90(mask, turns, (0, 1))
+    if rng.random() < 0.5:
+        image, mask = torch.flip(image, (2,)), torch.flip(mask, (1,))
+    return image, mask
+
+
+def brightness_contrast(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Contrast 0.8-1.2 and brightness +-0.3, in normalised units."""
+    contrast = float(rng.uniform(0.8, 1.2))
+    brightness = float(rng.uniform(-0.3, 0.3))
+    return image * contrast + brightness

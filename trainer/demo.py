@@ -18,14 +18,14 @@ import rasterio.errors
 from rasterio.features import rasterize
 
 from footprint_plugin.core.errors import FootprintError
+from footprint_plugin.core.extract import extract
 from footprint_plugin.core.parameters import ExtractionParameters
-from footprint_plugin.core.pipeline import run
 from footprint_plugin.core.readers import RasterioReader
-from footprint_plugin.core.sinks import ListSink, TeeSink, open_output
+from footprint_plugin.core.sinks import ListSink
+from footprint_plugin.core.vector_files import read_polygons
 
 from .progress import ProgressBar
 from .scoring import MIN_TRUTH_AREA_M2, score_raster_buildings
-from .vectors import read_polygons
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "resources" / "sample" / "philippines_c1.tif"
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         bar = ProgressBar("demo")
         found = ListSink()
         with RasterioReader(args.input) as reader:
-            sink = TeeSink(open_output(gpkg, reader.crs_wkt, reader.transform, reader.name), found)
-            result = run(reader, ExtractionParameters(weights=args.weights), sink, progress=bar)
+            result = extract(reader, ExtractionParameters(weights=args.weights), output=gpkg, sinks=[found],
+                             progress=bar)
         bar.close()
         scores = score_raster_buildings(args.input, args.labels, found.buildings)
         truth_native = read_polygons(args.labels, result.crs_wkt).geometries

@@ -23,9 +23,9 @@ from shapely.geometry.base import BaseGeometry
 from shapely.validation import make_valid
 
 from footprint_plugin.core.errors import FootprintError
+from footprint_plugin.core.vector_files import read_polygons, write_polygons
 
 from .scoring import MatchCounts, match_buildings
-from .vectors import read_polygons, write_polygons
 
 Image = dict[str, tuple[list[BaseGeometry], list[float | None]]]
 

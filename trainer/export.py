@@ -10,13 +10,7 @@ import torch
 
 from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.model import build_model, config_from_card
-from footprint_plugin.core.weights import (
-    ModelCard,
-    default_normalization,
-    model_from_tensors,
-    read_weights_file,
-    save_weights,
-)
+from footprint_plugin.core.weights import ModelCard, default_normalization, model_from_tensors, read_weights_file, save_weights
 
 from .train import load_checkpoint
 
@@ -33,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed-threshold", type=float, help="interior seed threshold (default 0.5)")
     parser.add_argument("--context-px", type=int,
                         help="how far the network looks, px: tiles overlap by twice this (measure it with "
-                             "tools/context_reach.py; default 96, measured for the width-16 U-Net)")
+                             "tools/lab/context_reach.py; default 96, measured for the width-16 U-Net)")
     parser.add_argument("--float16", action="store_true",
                         help="store the tensors as float16 (half the size; they are computed in float32 again on "
                              "load); a float16 weights file stays float16 when re-exported")

@@ -30,14 +30,15 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 from shapely.ops import unary_union
 
+from footprint_plugin.core.buildings import VectorizeOptions
+from footprint_plugin.core.devices import resolve_device
 from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.readers import RasterioReader
-from footprint_plugin.core.vectorize import VectorizeOptions
+from footprint_plugin.core.vector_files import polygons_4326
 from footprint_plugin.core.weights import ModelCard, model_from_tensors, read_weights_file, save_weights
 
 from .prepare import IGNORE, cut_chips, label_image
 from .train import Augmentation, ChipDataset, segmentation_loss, validate
-from .vectors import read_polygons
 
 MIN_BUILDINGS = 20
 SCORE_EVERY = (0.2, 60.0)  # held-out F1 every fifth of the budget, but not more often than once a minute
@@ -105,21 +106,10 @@ class FinetuneResult:
 # ----------------------------------------------------------------------------- data
 
 
-def polygons_4326(path: str, what: str) -> list[dict[str, Any]]:
-    """A layer's polygons as GeoJSON dicts in EPSG:4326; a layer without a CRS cannot be placed and is refused."""
-    layer = read_polygons(path, CRS.from_epsg(4326).to_wkt())
-    if layer.layers_without_crs:
-        raise FootprintError(f"The {what} layer {path} has no CRS, so it cannot be matched to the raster; "
-                             "set its CRS (in QGIS: Layer Properties > Source) and save it again.")
-    if not layer.geometries:
-        raise FootprintError(f"The {what} layer {path} holds no polygons.")
-    return [mapping(g) for g in layer.geometries]
-
-
 def _labelled_area(request: FinetuneRequest, buildings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The area polygons in EPSG:4326: the given layer, or the buildings' extent buffered by 10 m."""
     if request.area:
-        return polygons_4326(request.area, "area")
+        return polygons_4326(request.area, "area")[0]
     extent = unary_union([shape(g) for g in buildings]).envelope
     latitude = extent.centroid.y
     degrees = AREA_BUFFER_M / (111_320.0 * max(0.1, math.cos(math.radians(latitude))))
@@ -167,20 +157,35 @@ def _split_chips(chips: list[tuple[str, np.ndarray, np.ndarray]], fraction: floa
     return [c for c in chips if c[0] not in val_names], [c for c in chips if c[0] in val_names]
 
 
-def prepare_chips(request: FinetuneRequest, card: ModelCard, folder: Path
-                  ) -> tuple[list[Path], list[Path], int, float]:
-    """Chips of the rasters at the model's resolution: train and val paths, buildings inside the area, labelled m2."""
-    buildings = polygons_4326(request.buildings, "buildings")
+@dataclass
+class Chips:
+    """The fine-tuning chips on disk, and what they hold."""
+
+    train: list[Path]
+    val: list[Path]
+    buildings: int  # inside the area
+    area_m2: float  # labelled ground
+    scale: float  # the pixels' divisor to 0..1, as extraction computes it (core.normalization.input_scale)
+
+
+def prepare_chips(request: FinetuneRequest, card: ModelCard, folder: Path) -> Chips:
+    """Chips of the rasters at the model's resolution, split by whole chips into training and validation."""
+    buildings = polygons_4326(request.buildings, "buildings")[0]
     area = _labelled_area(request, buildings)
     count = _check_inputs(request, buildings, area)
     border = int(card.training_data.get("border_width_px") or 2)
     chips = []
     labelled_px = 0
+    scales = {}
     for raster in request.rasters:
-        image, mask, _ = label_image(raster, buildings, area, float(card.resolution_m), border, card.input_bands)
-        labelled_px += int((mask != IGNORE).sum())
-        for row, col, chip_image, chip_mask in cut_chips(image, mask, CHIP):
+        labelled = label_image(raster, buildings, area, float(card.resolution_m), border, card.input_bands)
+        scales[raster] = labelled.scale(card.normalization)
+        labelled_px += int((labelled.mask != IGNORE).sum())
+        for row, col, chip_image, chip_mask in cut_chips(labelled.image, labelled.mask, CHIP):
             chips.append((f"{Path(raster).stem}_{row}_{col}", chip_image, chip_mask))
+    if len(set(scales.values())) > 1:
+        raise FootprintError("The rasters have different value ranges (bit depths): fine-tune on rasters of one kind "
+                             f"at a time ({', '.join(f'{Path(r).name}: {s:g}' for r, s in scales.items())}).")
     train_chips, val_chips = _split_chips(chips, request.val_fraction)
     paths: dict[str, list[Path]] = {"train": [], "val": []}
     for split, members in (("train", train_chips), ("val", val_chips)):
@@ -188,7 +193,8 @@ def prepare_chips(request: FinetuneRequest, card: ModelCard, folder: Path
             path = folder / f"{split}_{name}.npz"
             np.savez(path, image=chip_image, mask=chip_mask)
             paths[split].append(path)
-    return paths["train"], paths["val"], count, labelled_px * float(card.resolution_m) ** 2
+    return Chips(paths["train"], paths["val"], count, labelled_px * float(card.resolution_m) ** 2,
+                 next(iter(scales.values())))
 
 
 # ----------------------------------------------------------------------------- training
@@ -203,20 +209,12 @@ class _Base:
 
 
 def _base(request: FinetuneRequest) -> _Base:
-    from footprint_plugin.core.extract import default_weights_path
+    from footprint_plugin.core.resource_files import default_weights_path
 
     path = request.weights or str(default_weights_path())
     card, tensors = read_weights_file(path)
     half = any(t.dtype == torch.float16 for t in tensors.values())
     return _Base(model_from_tensors(card, tensors, path).float(), card, path, half)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FootprintError("--device cuda was given, but PyTorch sees no CUDA GPU; use --device cpu.")
-    return torch.device(name)
 
 
 class _Scorer:
@@ -252,29 +250,26 @@ def finetune(request: FinetuneRequest, progress: ProgressCallback | None = None,
     torch.manual_seed(request.seed)
     base = _base(request)
     model, card = base.model, base.card
-    device = _device(request.device)
+    device = resolve_device(request.device)
     with tempfile.TemporaryDirectory(prefix="footprint-finetune-") as tmp:
-        train_paths, val_paths, count, area_m2 = prepare_chips(request, card, Path(tmp))
-        with np.load(train_paths[0] if train_paths else val_paths[0]) as data:
-            dtype = str(data["image"].dtype)
-        scale = float(card.normalization["scale"].get(dtype, 255.0))
+        chips = prepare_chips(request, card, Path(tmp))
         model = model.to(device)
-        score = _Scorer(val_paths, card, device, scale)
+        score = _Scorer(chips.val, card, device, chips.scale)
         before = score(model)
         best = (before, copy.deepcopy(model.state_dict()))
         history = [{"minutes": 0.0, "f1": round(before, 4)}]
         if progress:
             progress(0.0, f"F1 before {before:.2f}")
         steps, stopped = 0, False
-        if train_paths:
-            steps, stopped, best = _train(model, card, train_paths, scale, request, device, score, best, history,
+        if chips.train:
+            steps, stopped, best = _train(model, card, chips.train, chips.scale, request, device, score, best, history,
                                           progress, cancelled)
-    result = FinetuneResult(None, before, best[0], steps, time.monotonic() - started, count, len(train_paths),
-                            len(val_paths), stopped, history)
+    result = FinetuneResult(None, before, best[0], steps, time.monotonic() - started, chips.buildings,
+                            len(chips.train), len(chips.val), stopped, history)
     if stopped and best[0] <= before:
         return result  # cancelled before anything better than the base model: nothing to keep
     model.load_state_dict(best[1])
-    _write(request, model.eval().cpu(), base, result, area_m2)
+    _write(request, model.eval().cpu(), base, result, chips.area_m2)
     result.output = request.output
     return result
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.extract import extract_to_file
+from footprint_plugin.core.extract import extract
+from footprint_plugin.core.output_paths import OUTPUT_SUFFIXES
 from footprint_plugin.core.parameters import OPTIONS, Option, build_parameters
 from footprint_plugin.core.readers import RasterioReader
-from footprint_plugin.core.sinks import OUTPUT_SUFFIXES
 
 from .progress import ProgressBar
 
@@ -23,8 +22,9 @@ _TYPES = {"int": int, "float": float, "str": str, "bands": str}
 def add_option(parser: argparse.ArgumentParser, option: Option) -> None:
     """One entry of the shared option table as a command-line flag."""
     help_text = f"{option.help} (default: {option.describe_default()})"
-    if option.kind == "bool":
-        parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
+    if option.kind == "bool":  # a flag that turns the default around: --flip-tta, --no-amp
+        action = "store_false" if option.default else "store_true"
+        parser.add_argument(option.flag, dest=option.name, action=action, default=None, help=help_text)
         return
     parser.add_argument(option.flag, type=_TYPES[option.kind], choices=option.choices or None, default=None,
                         help=help_text)
@@ -40,25 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="weights file (default: the bundled default model)")
     for option in OPTIONS:
         add_option(parser, option)
-    parser.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
-    parser.add_argument("--vectorize-workers", type=int, default=1, metavar="N",
-                        help="processes that polygonise while the model runs (default 1: in this process; "
-                             "2 or more pay off when a GPU runs the model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     parameters = build_parameters({option.name: getattr(args, option.name) for option in OPTIONS},
-                                  weights=args.weights, amp=not args.no_amp)
-    if not 1 <= args.vectorize_workers <= 64:
-        raise FootprintError("--vectorize-workers must lie between 1 and 64.")
-    parameters.vectorize_workers = args.vectorize_workers
+                                  weights=args.weights)
     bar = None if args.quiet else ProgressBar("predict")
     with RasterioReader(args.input) as reader:
         try:
-            result = extract_to_file(reader, args.output, parameters, progress=bar,
-                                     warn=lambda message: print(f"warning: {message}", file=sys.stderr),
-                                     probabilities=args.probabilities)
+            result = extract(reader, parameters, output=args.output, probabilities=args.probabilities, progress=bar,
+                             warn=lambda message: print(f"warning: {message}", file=sys.stderr))
         finally:
             if bar:
                 bar.close()

@@ -30,10 +30,12 @@ from shapely.geometry import box, mapping, shape
 
 from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.geo import model_grid
+from footprint_plugin.core.normalization import input_scale
 from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
+from footprint_plugin.core.vector_files import polygons_4326
+from footprint_plugin.core.weights import default_normalization
 
 from .progress import ProgressBar
-from .vectors import read_polygons as read_polygons_any
 
 IGNORE = 255
 SPLITS = ("train", "val", "test")
@@ -67,12 +69,6 @@ class ImageRecord:
     status: str = "ok"
 
 
-def read_polygons(path: str) -> tuple[list[dict[str, Any]], int]:
-    """Building geometries of a vector file as GeoJSON dicts in EPSG:4326, plus the count of invalid ones."""
-    layer = read_polygons_any(path, CRS.from_epsg(4326).to_wkt())
-    return [mapping(g) for g in layer.geometries], layer.invalid
-
-
 def three_class_mask(instances: np.ndarray, border_width: int) -> np.ndarray:
     """0 background, 1 interior, 2 border: building pixels within ``border_width`` px of
     the outside or of another building."""
@@ -86,10 +82,26 @@ def three_class_mask(instances: np.ndarray, border_width: int) -> np.ndarray:
     return mask
 
 
-def label_image(path: str, polygons_4326: list[dict[str, Any]], areas_4326: list[dict[str, Any]],
-                resolution: float, border_width: int, bands: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+@dataclass
+class LabelledImage:
+    """A raster resampled to the chips' resolution, its 3-class mask, and what its input scale depends on."""
+
+    image: np.ndarray  # (bands, H, W), the raster's own type
+    mask: np.ndarray  # uint8: 0 background, 1 interior, 2 border, IGNORE
+    buildings: int
+    dtype: str
+    bit_depth: int | None
+
+    def scale(self, normalization: dict[str, Any]) -> float:
+        """The divisor to 0..1 of these pixels under ``normalization`` (the core's rule, as in extraction)."""
+        return input_scale(normalization, self.dtype, self.bit_depth)
+
+
+def label_image(path: str, buildings_4326: list[dict[str, Any]], areas_4326: list[dict[str, Any]],
+                resolution: float, border_width: int, bands: list[str]) -> LabelledImage:
     """Image resampled to ``resolution`` (bands, H, W) and its 3-class mask; buildings counted."""
     with RasterioReader(path) as reader:
+        dtype, bit_depth = reader.dtype, reader.bit_depth
         mapping_ = resolve_band_mapping(reader, bands)
         grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, resolution)
         image, valid = reader.read((0.0, 0.0, float(reader.width), float(reader.height)),
@@ -101,7 +113,7 @@ def label_image(path: str, polygons_4326: list[dict[str, Any]], areas_4326: list
     wgs84 = CRS.from_epsg(4326)
     footprint_4326 = shape(transform_geom(crs, wgs84, mapping(footprint)))
     local = []
-    for geometry in polygons_4326:
+    for geometry in buildings_4326:
         if shape(geometry).intersects(footprint_4326):
             local.append(shape(transform_geom(wgs84, crs, geometry)))
     shapes_with_ids = [(mapping(geometry), index + 1) for index, geometry in enumerate(local)]
@@ -117,12 +129,12 @@ def label_image(path: str, polygons_4326: list[dict[str, Any]], areas_4326: list
         inside = rasterize([(g, 1) for g in area_shapes], out_shape=mask.shape, transform=grid.transform, dtype="uint8")
         mask[inside == 0] = IGNORE
     ids = np.unique(instances[mask != IGNORE])
-    return image, mask, int((ids > 0).sum())
+    return LabelledImage(image, mask, int((ids > 0).sum()), dtype, bit_depth)
 
 
 def cut_chips(image: np.ndarray, mask: np.ndarray, size: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
     """Non-overlapping chips covering the image; edge chips end at the edge. All-ignore chips are dropped."""
-    from footprint_plugin.core.inference import tile_starts
+    from footprint_plugin.core.tiling import tile_starts
 
     chips = []
     for row in tile_starts(mask.shape[0], size, size):
@@ -196,14 +208,14 @@ def run(args: argparse.Namespace) -> int:
         pairs = [(p, []) for p in paths]
         shared_labels = []
         for label_path in args.labels:
-            shared_labels.extend(read_polygons(label_path)[0])
-    areas = [g for path in args.label_area for g in read_polygons(path)[0]]
+            shared_labels.extend(polygons_4326(label_path)[0])
+    areas = [g for path in args.label_area for g in polygons_4326(path)[0]]
     bands = [f"band{i}" for i in range(1, 9)] if args.multispectral else ["red", "green", "blue"]
     out = Path(args.out)
     splits = assign_splits([p for p, _ in pairs], fractions, args.assign, args.seed)
     records: list[ImageRecord] = []
     stats_images: list[np.ndarray] = []
-    dtypes = set()
+    dtypes, scales = set(), set()
     invalid_labels = 0
     bar = ProgressBar("prepare")
     for index, (path, label_files) in enumerate(pairs):
@@ -213,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         if shared_labels is None:
             polygons = []
             for label_file in label_files:
-                found, bad = read_polygons(label_file)
+                found, bad = polygons_4326(label_file)
                 polygons.extend(found)
                 invalid_labels += bad
             if not label_files:
@@ -222,12 +234,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             polygons = shared_labels
         try:
-            image, mask, record.buildings = label_image(path, polygons, areas, args.resolution,
-                                                        args.border_width, bands)
+            labelled = label_image(path, polygons, areas, args.resolution, args.border_width, bands)
         except FootprintError as exc:
             record.status = f"skipped: {exc}"
             continue
+        image, mask, record.buildings = labelled.image, labelled.mask, labelled.buildings
         dtypes.add(str(image.dtype))
+        scales.add(labelled.scale(default_normalization()))
         if record.split == "train":
             stats_images.append(image)
         folder = out / "chips" / record.split
@@ -238,7 +251,11 @@ def run(args: argparse.Namespace) -> int:
             record.chips.append(f"chips/{record.split}/{name}")
     bar(1.0, "done")
     bar.close()
-    scale = 255.0 if dtypes <= {"uint8"} else 2047.0
+    if len(scales) > 1:
+        raise FootprintError(f"The images have different value ranges ({', '.join(sorted(dtypes))}; divisors "
+                             f"{', '.join(f'{s:g}' for s in sorted(scales))}): prepare each kind into a folder of "
+                             "its own, or convert them to one type first (e.g. gdal_translate -ot Byte -scale).")
+    scale = scales.pop() if scales else 255.0
     summary = {split: {"images": sum(r.split == split and r.status == "ok" for r in records),
                        "chips": sum(len(r.chips) for r in records if r.split == split),
                        "buildings": sum(r.buildings for r in records if r.split == split)} for split in SPLITS}

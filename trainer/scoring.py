@@ -11,25 +11,40 @@ from shapely.strtree import STRtree
 from shapely.validation import make_valid
 
 
+def precision_recall_f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """The SpaceNet figures of match counts (0 where undefined): F1 = 2 TP / (2 TP + FP + FN)."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return precision, recall, f1
+
+
+class _Figures:
+    """Precision, recall and F1 of a class with ``tp``, ``fp`` and ``fn``."""
+
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return precision_recall_f1(self.tp, self.fp, self.fn)[0]
+
+    @property
+    def recall(self) -> float:
+        return precision_recall_f1(self.tp, self.fp, self.fn)[1]
+
+    @property
+    def f1(self) -> float:
+        return precision_recall_f1(self.tp, self.fp, self.fn)[2]
+
+
 @dataclass
-class MatchCounts:
+class MatchCounts(_Figures):
     tp: int
     fp: int
     fn: int
     matches: list[tuple[int, int, float]]  # (proposal index, truth index, IoU)
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
 
 
 def _valid(geometry: BaseGeometry) -> BaseGeometry:
@@ -118,7 +133,7 @@ def error_kinds(truth: Sequence[BaseGeometry], proposals: Sequence[BaseGeometry]
 
 
 @dataclass
-class RasterScore:
+class RasterScore(_Figures):
     """One raster's predictions against its labels: SpaceNet counts, pixel overlap, error kinds."""
 
     tp: int = 0
@@ -136,18 +151,6 @@ class RasterScore:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
-    def f1(self) -> float:
-        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-    @property
     def pixel_iou(self) -> float:
         return self.intersection / self.union if self.union else 0.0
 
@@ -160,7 +163,7 @@ def score_raster_buildings(raster: str, labels: str, buildings: Sequence, min_ar
     """The project's one scorer: ``buildings`` (with ``geometry`` in the raster's CRS and ``score``) against
     the polygons of ``labels``, in the raster's pixel space, truth clipped to the raster's frame.
 
-    ``make demo`` and ``tools/default_model.py report`` both use it, so they give the same F1 for a raster.
+    ``make demo`` and ``trainer/recipe.py report`` both use it, so they give the same F1 for a raster.
     """
     import numpy as np
     from rasterio.features import rasterize
@@ -169,8 +172,7 @@ def score_raster_buildings(raster: str, labels: str, buildings: Sequence, min_ar
 
     from footprint_plugin.core.geo import ground_resolution_m
     from footprint_plugin.core.readers import RasterioReader
-
-    from .vectors import read_polygons
+    from footprint_plugin.core.vector_files import read_polygons
 
     with RasterioReader(raster) as reader:
         inverse = ~reader.transform

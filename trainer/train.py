@@ -27,22 +27,17 @@ from rasterio.transform import Affine
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from footprint_plugin.core.buildings import VectorizeOptions
+from footprint_plugin.core.devices import resolve_device
 from footprint_plugin.core.errors import FootprintError
-from footprint_plugin.core.model import (
-    LITE_SCALING,
-    EfficientUNetConfig,
-    UNetConfig,
-    architecture_of,
-    build_model,
-)
-from footprint_plugin.core.vectorize import StripVectorizer, VectorizeOptions
+from footprint_plugin.core.model import LITE_SCALING, EfficientUNetConfig, UNetConfig, architecture_of, build_model
+from footprint_plugin.core.normalization import normalize
+from footprint_plugin.core.vectorize import StripVectorizer
 
-from .augment import photometric
+from .augment import IGNORE, brightness_contrast, photometric, random_crop, rescale, turn_and_flip
 from .curves import write_curves
 from .progress import ProgressBar
-from .scoring import match_buildings
-
-IGNORE = 255
+from .scoring import match_buildings, precision_recall_f1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,10 +129,6 @@ class Augmentation:
         return 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter) if self.scale_jitter else 1.0
 
 
-def normalise(image: np.ndarray, scale: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return (np.clip(image.astype(np.float32) / scale, 0, 1) - mean) / std
-
-
 class ChipDataset(Dataset):
     """Random crops with flips, 90-degree rotations, brightness/contrast and scale jitter (see :class:`Augmentation`).
 
@@ -153,8 +144,7 @@ class ChipDataset(Dataset):
         self.groups = groups
         self.crop = crop
         self.scale = scale
-        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
-        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+        self.mean, self.std = mean, std
         self.seed = seed
         self.augmentation = augmentation
         self.length = length
@@ -179,38 +169,14 @@ class ChipDataset(Dataset):
             image, mask = self._chip(int(rng.integers(len(self.paths))))
         if self.augmentation.strong:
             unit = torch.from_numpy(np.clip(image.astype(np.float32) / self.scale, 0, 1))
-            image = normalise(photometric(unit, rng).numpy(), 1.0, self.mean, self.std)
+            image = normalize(photometric(unit, rng).numpy(), 1.0, self.mean, self.std)
         else:
-            image = normalise(image, self.scale, self.mean, self.std)
-        # Scale jitter: resample the chip before cropping.
+            image = normalize(image, self.scale, self.mean, self.std)
         factor = self.augmentation.scale_factor(rng)
-        image_t = torch.from_numpy(image)
-        mask_t = torch.from_numpy(mask.astype(np.int64))
-        if abs(factor - 1.0) > 0.02:
-            size = [max(8, round(s * factor)) for s in mask.shape]
-            image_t = F.interpolate(image_t[None], size=size, mode="bilinear", align_corners=False)[0]
-            mask_t = F.interpolate(mask_t[None, None].float(), size=size, mode="nearest")[0, 0].long()
-        # Crop (pad with ignore where the chip is smaller).
-        rows, cols = mask_t.shape
-        pad_r, pad_c = max(0, self.crop - rows), max(0, self.crop - cols)
-        if pad_r or pad_c:
-            image_t = F.pad(image_t, (0, pad_c, 0, pad_r))
-            mask_t = F.pad(mask_t, (0, pad_c, 0, pad_r), value=IGNORE)
-            rows, cols = mask_t.shape
-        top = int(rng.integers(rows - self.crop + 1))
-        left = int(rng.integers(cols - self.crop + 1))
-        image_t = image_t[:, top : top + self.crop, left : left + self.crop]
-        mask_t = mask_t[top : top + self.crop, left : left + self.crop]
-        # Dihedral group: flips and 90-degree rotations.
-        turns = int(rng.integers(4))
-        image_t, mask_t = torch.rot90(image_t, turns, (1, 2)), torch.rot90(mask_t, turns, (0, 1))
-        if rng.random() < 0.5:
-            image_t, mask_t = torch.flip(image_t, (2,)), torch.flip(mask_t, (1,))
-        # Brightness and contrast, in normalised units.
-        contrast = float(rng.uniform(0.8, 1.2))
-        brightness = float(rng.uniform(-0.3, 0.3))
-        image_t = image_t * contrast + brightness
-        return image_t.contiguous(), mask_t.contiguous()
+        image_t, mask_t = rescale(torch.from_numpy(image), torch.from_numpy(mask.astype(np.int64)), factor)
+        image_t, mask_t = random_crop(image_t, mask_t, self.crop, rng)
+        image_t, mask_t = turn_and_flip(image_t, mask_t, rng)
+        return brightness_contrast(image_t, rng).contiguous(), mask_t.contiguous()
 
 
 # ----------------------------------------------------------------------------- loss and metrics
@@ -261,15 +227,13 @@ def validate(model: nn.Module, paths: list[Path], device: torch.device, scale: f
     model.eval()
     options = options or VectorizeOptions(regularize="none")
     multiple = model.config.size_multiple if hasattr(model, "config") else 32
-    mean_a = np.asarray(mean, np.float32).reshape(-1, 1, 1)
-    std_a = np.asarray(std, np.float32).reshape(-1, 1, 1)
     total_loss, inter, union, tp, fp, fn = 0.0, 0, 0, 0, 0, 0
     for path in paths:
         with np.load(path) as data:
             image, mask = data["image"], data["mask"]
         rows, cols = mask.shape
         pr, pc = -rows % multiple, -cols % multiple
-        tensor = torch.from_numpy(normalise(image, scale, mean_a, std_a))[None]
+        tensor = torch.from_numpy(normalize(image, scale, mean, std))[None]
         tensor = F.pad(tensor, (0, pc, 0, pr), mode="reflect" if pr < rows and pc < cols else "replicate")
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp and device.type == "cuda"):
             logits = model(tensor.to(device))[..., :rows, :cols].float()
@@ -288,9 +252,7 @@ def validate(model: nn.Module, paths: list[Path], device: torch.device, scale: f
         truth = truth_buildings(np.where(valid, mask, 0), resolution)
         counts = match_buildings(truth, predicted, None, 0.5)
         tp, fp, fn = tp + counts.tp, fp + counts.fp, fn + counts.fn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)
     return Validation(total_loss / max(1, len(paths)), inter / union if union else 0.0, f1, precision, recall, tp, fp, fn)
 
 
@@ -315,21 +277,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- main loop
 
 
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
+@dataclass
+class Process:
+    """Where this training process runs: its rank among ``world`` processes (torchrun) and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+    amp: bool
 
 
-def run(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.data)
-    rank, world = _distributed()
-    if args.device == "auto":
-        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise FootprintError("--device cuda was given, but PyTorch sees no CUDA GPU; use --device cpu.")
+def set_up_process(args: argparse.Namespace) -> Process:
+    """Device (the core's choice; one GPU per torchrun process), process group, threads and seed."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(args.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
@@ -338,109 +301,168 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    amp = device.type == "cuda" and not args.no_amp
+    return Process(rank, world, device, device.type == "cuda" and not args.no_amp)
+
+
+@dataclass
+class Data:
+    """The prepared chips a run trains and validates on, with their input scale and normalisation."""
+
+    manifest: dict[str, Any]
+    train_paths: list[Path]
+    val_paths: list[Path]
+    scale: float
+    stats: dict[str, list[float]]
+
+
+def load_data(args: argparse.Namespace) -> Data:
+    manifest = load_manifest(args.data)
     train_paths = chip_paths(args.data, manifest, "train")
-    val_paths = chip_paths(args.data, manifest, "val")
     if not train_paths:
         raise FootprintError(f"{args.data} has no training chips; check the split and the labels.")
-    stats = input_statistics(manifest, args.pretrained)
-    scale = float(manifest["scale"])
-    weights = [float(v) for v in args.class_weights.split(",")]
-    class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
-    model = build_network(args, len(manifest["input_bands"]))
-    config = model.config
+    return Data(manifest, train_paths, chip_paths(args.data, manifest, "val"), float(manifest["scale"]),
+                input_statistics(manifest, args.pretrained))
+
+
+@dataclass
+class Optimisation:
+    """The network and what changes it: optimiser, learning-rate schedule and AMP loss scaler."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+
+
+def build_optimisation(args: argparse.Namespace, data: Data, process: Process) -> Optimisation:
+    """The network (from ``--init`` when given) on the device, AdamW and a one-cycle cosine schedule."""
+    model = build_network(args, len(data.manifest["input_bands"]))
     if args.init:
         model.load_state_dict(_initial_state(args.init))
-    model = model.to(device).to(memory_format=torch.channels_last)
-    global_batch = args.batch_size * world
-    steps = args.steps_per_epoch or max(1, math.ceil(len(train_paths) / global_batch))
+    model = model.to(process.device).to(memory_format=torch.channels_last)
+    steps = args.steps_per_epoch or max(1, math.ceil(len(data.train_paths) / (args.batch_size * process.world)))
     total_steps = steps * args.epochs
     groups = parameter_groups(model, args.lr, args.encoder_lr_scale)
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups],
                                                     total_steps=total_steps, pct_start=warmup_fraction(total_steps),
                                                     anneal_strategy="cos")
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start_epoch, best_f1 = 0, -1.0
-    if args.resume:
-        last = out / "last.pt"
-        if not last.is_file():
-            raise FootprintError(f"--resume: {last} does not exist.")
-        state = load_checkpoint(last)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, best_f1 = int(state["epoch"]) + 1, float(state["best_f1"])
-    train_model: nn.Module = model
-    if world > 1:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return Optimisation(model, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=process.amp), steps)
+
+
+def resume(out: Path, optimisation: Optimisation) -> tuple[int, float]:
+    """Load ``out/last.pt`` into the run; returns the epoch to start from and the best F1 so far."""
+    last = out / "last.pt"
+    if not last.is_file():
+        raise FootprintError(f"--resume: {last} does not exist.")
+    state = load_checkpoint(last)
+    optimisation.model.load_state_dict(state["model"])
+    optimisation.optimizer.load_state_dict(state["optimizer"])
+    optimisation.scheduler.load_state_dict(state["scheduler"])
+    optimisation.scaler.load_state_dict(state["scaler"])
+    return int(state["epoch"]) + 1, float(state["best_f1"])
+
+
+def train_dataset(args: argparse.Namespace, data: Data, optimisation: Optimisation, world: int) -> ChipDataset:
     augmentation = Augmentation(args.scale_jitter, _float_pair(args.scale_range, "--scale-range"),
                                 args.augment == "strong")
-    dataset = ChipDataset(train_paths, args.crop_size, scale, stats["mean"], stats["std"], args.seed, augmentation,
-                          steps * global_batch, place_groups(manifest, "train") if args.balance == "places" else None)
+    groups = place_groups(data.manifest, "train") if args.balance == "places" else None
+    return ChipDataset(data.train_paths, args.crop_size, data.scale, data.stats["mean"], data.stats["std"], args.seed,
+                       augmentation, optimisation.steps_per_epoch * args.batch_size * world, groups)
+
+
+def train_epoch(args: argparse.Namespace, epoch: int, dataset: ChipDataset, network: nn.Module,
+                optimisation: Optimisation, process: Process, class_weights: torch.Tensor) -> tuple[float, int]:
+    """One epoch over this process's share of the batches; returns the summed loss and the chips seen (all
+    processes)."""
+    dataset.epoch = epoch
+    device = process.device
+    indices = list(range(process.rank, len(dataset), process.world))  # each process its own share of the batch
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=args.batch_size, shuffle=False,
+                        num_workers=workers, pin_memory=device.type == "cuda", drop_last=True, persistent_workers=False)
+    network.train()
+    bar = ProgressBar(f"epoch {epoch + 1}/{args.epochs}") if process.rank == 0 else None
+    total, chips = 0.0, 0
+    for step, (images, masks) in enumerate(loader):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        masks = masks.to(device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=process.amp):
+            logits = network(images)
+        loss = segmentation_loss(logits, masks, class_weights, args.dice)
+        optimisation.optimizer.zero_grad(set_to_none=True)
+        optimisation.scaler.scale(loss).backward()
+        optimisation.scaler.step(optimisation.optimizer)
+        optimisation.scaler.update()
+        optimisation.scheduler.step()
+        total += float(loss.detach())
+        chips += images.shape[0] * process.world
+        if bar:
+            bar((step + 1) / optimisation.steps_per_epoch, f"loss {total / (step + 1):.4f}")
+    if bar:
+        bar.close()
+    return total, chips
+
+
+def end_epoch(args: argparse.Namespace, epoch: int, epoch_loss: float, chips_per_s: float, data: Data,
+              optimisation: Optimisation, process: Process, class_weights: torch.Tensor, best_f1: float) -> float:
+    """Validate, log ``metrics.jsonl`` and write the checkpoints (rank 0); returns the best F1 so far."""
+    model, out = optimisation.model, Path(args.out)
+    result = validate(model, data.val_paths, process.device, data.scale, data.stats["mean"], data.stats["std"],
+                      class_weights, float(data.manifest["resolution_m"]), process.amp) if data.val_paths else None
+    f1 = result.f1 if result else -epoch_loss
+    record = {"epoch": epoch + 1, "train_loss": round(epoch_loss / max(1, optimisation.steps_per_epoch), 5),
+              "chips_per_s": round(chips_per_s, 2), "lr": optimisation.scheduler.get_last_lr()[0],
+              "device": str(process.device), "amp": process.amp, "world_size": process.world}
+    if result:
+        record.update({f"val_{k}": round(v, 4) if isinstance(v, float) else v for k, v in vars(result).items()})
+    with open(out / "metrics.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+    write_curves(out / "metrics.jsonl", out / "curves.png")  # quietly skipped without matplotlib
+    state = {"model": model.state_dict(), "optimizer": optimisation.optimizer.state_dict(),
+             "scheduler": optimisation.scheduler.state_dict(), "scaler": optimisation.scaler.state_dict(),
+             "epoch": epoch, "best_f1": max(best_f1, f1), "model_args": model.config.to_dict(),
+             "architecture": architecture_of(model), "normalization": data.stats,
+             "train_args": {k: v for k, v in vars(args).items() if k != "run"},
+             "manifest": {k: v for k, v in data.manifest.items() if k != "images"},
+             "val": vars(result) if result else {}}
+    if f1 > best_f1:
+        best_f1 = f1
+        save_checkpoint(out / "best.pt", state)
+    save_checkpoint(out / "last.pt", state)
+    return best_f1
+
+
+def run(args: argparse.Namespace) -> int:
+    process = set_up_process(args)
+    data = load_data(args)
+    class_weights = torch.tensor([float(v) for v in args.class_weights.split(",")], dtype=torch.float32,
+                                 device=process.device)
+    optimisation = build_optimisation(args, data, process)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch, best_f1 = resume(out, optimisation) if args.resume else (0, -1.0)
+    network: nn.Module = optimisation.model
+    if process.world > 1:
+        device_ids = [process.device.index] if process.device.type == "cuda" else None
+        network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    dataset = train_dataset(args, data, optimisation, process.world)
     started = time.monotonic()
     for epoch in range(start_epoch, args.epochs):
-        dataset.epoch = epoch
-        indices = list(range(rank, len(dataset), world))  # each process its own share of the batch
-        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=args.batch_size, shuffle=False,
-                            num_workers=workers, pin_memory=device.type == "cuda", drop_last=True,
-                            persistent_workers=False)
-        train_model.train()
-        bar = ProgressBar(f"epoch {epoch + 1}/{args.epochs}") if rank == 0 else None
-        epoch_loss, chips, epoch_start = 0.0, 0, time.monotonic()
-        for step, (images, masks) in enumerate(loader):
-            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            masks = masks.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                logits = train_model(images)
-            loss = segmentation_loss(logits, masks, class_weights, args.dice)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            epoch_loss += float(loss.detach())
-            chips += images.shape[0] * world
-            if bar:
-                bar((step + 1) / steps, f"loss {epoch_loss / (step + 1):.4f}")
-        if bar:
-            bar.close()
-        seconds = time.monotonic() - epoch_start
-        if rank == 0:
-            result = validate(model, val_paths, device, scale, stats["mean"], stats["std"], class_weights,
-                              float(manifest["resolution_m"]), amp) if val_paths else None
-            f1 = result.f1 if result else -epoch_loss
-            record = {"epoch": epoch + 1, "train_loss": round(epoch_loss / max(1, steps), 5),
-                      "chips_per_s": round(chips / seconds, 2), "lr": scheduler.get_last_lr()[0],
-                      "device": str(device), "amp": amp, "world_size": world}
-            if result:
-                record.update({f"val_{k}": round(v, 4) if isinstance(v, float) else v for k, v in vars(result).items()})
-            with open(out / "metrics.jsonl", "a") as log:
-                log.write(json.dumps(record) + "\n")
-            print(json.dumps(record), flush=True)
-            write_curves(out / "metrics.jsonl", out / "curves.png")  # quietly skipped without matplotlib
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                     "best_f1": max(best_f1, f1), "model_args": config.to_dict(),
-                     "architecture": architecture_of(model), "normalization": stats,
-                     "train_args": {k: v for k, v in vars(args).items() if k != "run"},
-                     "manifest": {k: v for k, v in manifest.items() if k != "images"},
-                     "val": vars(result) if result else {}}
-            if f1 > best_f1:
-                best_f1 = f1
-                save_checkpoint(out / "best.pt", state)
-            save_checkpoint(out / "last.pt", state)
-        if world > 1:
+        epoch_start = time.monotonic()
+        epoch_loss, chips = train_epoch(args, epoch, dataset, network, optimisation, process, class_weights)
+        if process.rank == 0:
+            best_f1 = end_epoch(args, epoch, epoch_loss, chips / (time.monotonic() - epoch_start), data, optimisation,
+                                process, class_weights, best_f1)
+        if process.world > 1:
             dist.barrier()
         if args.max_minutes is not None and (time.monotonic() - started) / 60 > args.max_minutes and epoch + 1 < args.epochs:
-            if rank == 0:
+            if process.rank == 0:
                 print(f"stopping after epoch {epoch + 1} (--max-minutes); continue with --resume")
             break
-    if world > 1:
+    if process.world > 1:
         dist.destroy_process_group()
     return 0
 

@@ -1,4 +1,5 @@
-"""Column blocks of wide rasters: the plan, the pixel claims between blocks and the block loop.
+"""Column blocks of wide rasters: the plan and the block loop (the pixel claims between blocks are the
+vectoriser's, :class:`.vectorize.ClaimMask`).
 
 Rasters wider than a block run block by block, each block made of whole tiles of the one
 global tile grid, so a block's own columns get the same probabilities as in one whole-width
@@ -13,11 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from rasterio.transform import Affine
 
+from .buildings import VectorizeOptions
 from .tiling import tile_starts
-from .vectorize import StripVectorizer, VectorizeOptions
+from .vectorize import ClaimMask, StripVectorizer
 
 if TYPE_CHECKING:
     from .workers import VectorizeWorkers
@@ -61,25 +62,6 @@ def plan_column_blocks(width: int, tile: int, stride: int, block_width: int, hal
         used = [x for x in xs if x + tile > own_start - 1 and x < emit_end]
         blocks.append(ColumnBlock(used[0], min(width, used[-1] + tile), own_start, own_end, emit_end))
     return blocks
-
-
-class ClaimMask:
-    """Which pixels of some grid columns a column block emitted, packed 8 per byte, for all rows.
-
-    The block on the right skips them, so a building that one block emitted whole is not
-    emitted again, and the pixels nobody emitted yet are emitted by the next block.
-    """
-
-    def __init__(self, height: int, column_start: int, column_end: int) -> None:
-        self.column_start, self.column_end = column_start, column_end
-        self._bits = np.zeros((height, (column_end - column_start + 7) // 8), np.uint8)
-
-    def mark(self, row: int, mask: np.ndarray) -> None:
-        """OR ``mask`` (rows, column_end - column_start) into the claims from grid row ``row``."""
-        self._bits[row : row + len(mask)] |= np.packbits(mask, axis=1)
-
-    def get(self, row: int, rows: int) -> np.ndarray:
-        return np.unpackbits(self._bits[row : row + rows], axis=1, count=self.column_end - self.column_start).astype(bool)
 
 
 def block_vectorizers(blocks: list[ColumnBlock], height: int, transform: Affine, pixel_area_m2: float,

@@ -1,119 +1,61 @@
-"""The whole extraction as functions: raster in, buildings (a list, or a file) out; all through :mod:`.pipeline`."""
+"""The one way to assemble a run: a reader, parameters and where the buildings go, into :func:`.pipeline.run`.
+
+The command line, the demo, the QGIS task and the Processing algorithm all call :func:`extract`; they
+differ only in the reader they pass (rasterio or QGIS's data provider) and in where the buildings go
+(a file by its extension, a sink of their own such as a QgsFeatureSink adapter, or both).
+"""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import FootprintError
-from .geo import ModelGrid
+from .area import Area
+from .buildings import Building
 from .inference import CancelCheck, ProgressCallback
-from .parameters import ExtractionParameters, vectorize_options
-from .pipeline import Area, Model, Summary, load_model, run
+from .output_paths import check_output_path
+from .parameters import ExtractionParameters
+from .pipeline import Model, Summary, run
 from .probability_raster import ProbabilityRaster
 from .readers import WindowReader
-from .sinks import ListSink, check_output_path, open_output
-from .vectorize import Building
-from .weights import ModelCard
-
-__all__ = ["Area", "ExtractionParameters", "ExtractionResult", "default_weights_path", "extract_buildings",
-           "extract_to_file", "extract_to_geopackage", "load_model", "vectorize_options"]
-
-DEFAULT_WEIGHTS_NAME = "default_weights.safetensors"
+from .sinks import ListSink, Sink, TeeSink, open_output
 
 
-def default_weights_path() -> Path:
-    """The bundled weights: ``resources/`` inside the installed plugin, or at the repository root."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "resources" / DEFAULT_WEIGHTS_NAME, here.parent.parent / "resources" / DEFAULT_WEIGHTS_NAME):
-        if candidate.is_file():
-            return candidate
-    raise FootprintError(
-        "No default weights are bundled with this copy; pass a weights file (--weights FILE, or choose one in the dialog)."
-    )
+def extract(reader: WindowReader, parameters: ExtractionParameters, *, output: str | os.PathLike[str] | None = None,
+            sinks: Sequence[Sink] = (), probabilities: str | os.PathLike[str] | None = None, area: Area | None = None,
+            progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
+            warn: Callable[[str], None] | None = None, model: Model | None = None) -> Summary:
+    """Extract the buildings of ``reader`` into ``output`` (its format by extension, written atomically) and
+    into each of ``sinks``; with ``probabilities`` (a .tif) also the building-probability raster.
+
+    Every output path is checked before any work. On an error or a cancel nothing is left behind.
+    """
+    if output is None and not sinks:
+        raise ValueError("extract() needs an output file or a sink")
+    targets = list(sinks)
+    if output is not None:
+        check_output_path(output)
+    raster = ProbabilityRaster(probabilities) if probabilities else None
+    if output is not None:
+        targets.insert(0, open_output(output, reader.crs_wkt, reader.transform, Path(reader.name).stem))
+    sink = targets[0] if len(targets) == 1 else TeeSink(*targets)
+    return run(reader, parameters, sink, area, progress, cancel, warn=warn, model=model, probabilities=raster)
 
 
 @dataclass
-class ExtractionResult:
-    """:func:`extract_buildings`' result: the :class:`Summary` fields and the buildings."""
+class ExtractionResult(Summary):
+    """:func:`extract_buildings`' result: what the run did, and the buildings."""
 
-    buildings: list[Building]  # empty when they were streamed to a sink
-    count: int
-    crs_wkt: str
-    seconds: float
-    device: str
-    grid: ModelGrid
-    card: ModelCard
-    weights_path: str
-    warnings: list[str]
+    buildings: list[Building] = field(default_factory=list)
 
 
-class _CallbackSink:
-    """A plain ``callable(buildings)`` as a sink."""
-
-    def __init__(self, callback: Callable[[list[Building]], None]) -> None:
-        self.add = callback
-
-    def finish(self, summary: Summary) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
-def extract_buildings(
-    reader: WindowReader,
-    parameters: ExtractionParameters,
-    progress: ProgressCallback | None = None,
-    cancelled: CancelCheck | None = None,
-    warn: Callable[[str], None] | None = None,
-    model: Model | None = None,
-    sink: Callable[[list[Building]], None] | None = None,
-    area: Area | None = None,
-) -> ExtractionResult:
-    """:func:`pipeline.run` into a list (or into ``sink``, called with each strip's buildings)."""
-    target = ListSink() if sink is None else _CallbackSink(sink)
-    summary = run(reader, parameters, target, area, progress, cancelled, warn=warn, model=model)
-    buildings = target.buildings if isinstance(target, ListSink) else []
-    return _result(summary, buildings)
-
-
-def _result(summary: Summary, buildings: list[Building]) -> ExtractionResult:
-    return ExtractionResult(buildings, summary.count, summary.crs_wkt, summary.seconds, summary.device, summary.grid,
-                            summary.card, summary.weights_path, summary.warnings)
-
-
-def extract_to_file(
-    reader: WindowReader,
-    output: str | os.PathLike[str],
-    parameters: ExtractionParameters,
-    progress: ProgressCallback | None = None,
-    cancelled: CancelCheck | None = None,
-    warn: Callable[[str], None] | None = None,
-    area: Area | None = None,
-    probabilities: str | os.PathLike[str] | None = None,
-) -> ExtractionResult:
-    """:func:`pipeline.run` into ``output``, its format by extension (:func:`sinks.open_output`), atomically;
-    with ``probabilities`` (a .tif) also the building-probability raster."""
-    started = time.perf_counter()
-    raster = ProbabilityRaster(probabilities) if probabilities else None
-    sink = open_output(output, reader.crs_wkt, reader.transform, Path(reader.name).stem)
-    result = _result(run(reader, parameters, sink, area, progress, cancelled, warn=warn, probabilities=raster), [])
-    result.seconds = time.perf_counter() - started
-    return result
-
-
-def extract_to_geopackage(
-    reader: WindowReader,
-    output: str | os.PathLike[str],
-    parameters: ExtractionParameters,
-    progress: ProgressCallback | None = None,
-    cancelled: CancelCheck | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> ExtractionResult:
-    """:func:`extract_to_file` for a GeoPackage (layer ``buildings``)."""
-    check_output_path(output, (".gpkg",))
-    return extract_to_file(reader, output, parameters, progress, cancelled, warn)
+def extract_buildings(reader: WindowReader, parameters: ExtractionParameters, progress: ProgressCallback | None = None,
+                      cancel: CancelCheck | None = None, warn: Callable[[str], None] | None = None,
+                      model: Model | None = None, area: Area | None = None) -> ExtractionResult:
+    """:func:`extract` into a list (tests, scoring, small rasters)."""
+    found = ListSink()
+    summary = extract(reader, parameters, sinks=[found], area=area, progress=progress, cancel=cancel, warn=warn,
+                      model=model)
+    return ExtractionResult(**vars(summary), buildings=found.buildings)

@@ -9,9 +9,6 @@ depends on neither the raster's height nor, with column blocks for rasters wider
 6144 px of the model grid (:mod:`.blocks`), its width. The raster's edge is treated the
 same whatever the tile size: a margin of reflected raster (the model card's ``context_px``)
 surrounds it, and the tiles lie on one lattice over it (:func:`.tiling.padded_grid`).
-
-The device choice, the tile grid, the predictor and the ONNX cache live in
-their own modules; their names are imported here too, for existing callers.
 """
 
 from __future__ import annotations
@@ -22,31 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blocks import ColumnBlock, plan_column_blocks
-from .devices import available_devices, resolve_device
+from .buildings import VectorizeOptions
 from .errors import CancelledError
 from .geo import ModelGrid
-from .onnx_cache import onnx_session as _onnx_session
-from .onnx_cache import onnxruntime_available as _onnxruntime_available
+from .instances import ClassMaps
 from .predictor import Predictor
 from .readers import WindowReader
-from .threads import run_in_background
-from .tiling import (
-    BACKENDS,
-    PaddedGrid,
-    ResolvedTiling,
-    TilingOptions,
-    padded_grid,
-    reflect_indices,
-    resolve_tiling,
-    tile_starts,
-)
-from .vectorize import ClassMaps, VectorizeOptions
-
-__all__ = ["BACKENDS", "ClassStrip", "ColumnBlock", "Predictor", "ResolvedTiling", "TilingOptions",
-           "_onnx_session", "_onnxruntime_available", "available_devices", "iter_class_strips", "owned_spans",
-           "plan_column_blocks", "read_reflected", "resolve_device", "resolve_tiling", "run_in_background",
-           "tile_starts"]
+from .tiling import PaddedGrid, TilingOptions, padded_grid, reflect_indices, resolve_tiling, tile_starts
 
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
@@ -94,24 +73,35 @@ def read_reflected(reader: WindowReader, grid: ModelGrid, bands: list[int], marg
     return data, valid
 
 
-def padded_size(grid: ModelGrid, options: TilingOptions, predictor: Predictor) -> PaddedGrid:
-    """The padded grid the tiles lie on (:func:`.tiling.padded_grid`)."""
-    multiple = predictor.card.config.size_multiple
-    return padded_grid(grid.width, grid.height, resolve_tiling(options, predictor), multiple)
+@dataclass(frozen=True)
+class InferencePlan:
+    """What the model runs over: the raster on its model grid, the bands that feed it, and the tiles."""
+
+    reader: WindowReader
+    grid: ModelGrid
+    bands: list[int]
+    padded: PaddedGrid  # the tile lattice (:func:`.tiling.padded_grid`)
+    batch_size: int
+    flip_tta: bool = False
+
+
+def plan_inference(reader: WindowReader, grid: ModelGrid, bands: list[int], options: TilingOptions,
+                   predictor: Predictor) -> InferencePlan:
+    """The tiling options resolved once for this model and device, and the padded grid the tiles lie on."""
+    tiling = resolve_tiling(options, predictor.card, predictor.device.type)
+    padded = padded_grid(grid.width, grid.height, tiling, predictor.card.config.size_multiple)
+    return InferencePlan(reader, grid, bands, padded, tiling.batch_size, options.flip_tta)
 
 
 def iter_class_strips(
-    reader: WindowReader,
-    grid: ModelGrid,
-    bands: list[int],
+    plan: InferencePlan,
     predictor: Predictor,
-    options: TilingOptions,
     thresholds: VectorizeOptions,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
     columns: tuple[int, int] | None = None,
 ) -> Iterator[ClassStrip]:
-    """Run the model over the padded grid (:func:`padded_size`); yield final class maps top to bottom.
+    """Run the model over the plan's padded grid; yield final class maps top to bottom.
 
     Every pixel takes the thresholded maps of the tile whose centre is nearest (:func:`owned_spans`),
     computed where the model runs (:meth:`.Predictor.class_maps`), so only 3 bytes a pixel leave it.
@@ -120,8 +110,7 @@ def iter_class_strips(
     grid); strips then hold those columns only. Reading the next row of tiles runs in a background
     thread while the model works on the current one.
     """
-    tiling = resolve_tiling(options, predictor)
-    padded = padded_size(grid, options, predictor)
+    reader, grid, bands, padded = plan.reader, plan.grid, plan.bands, plan.padded
     tile_w, tile_h = padded.tile_width, padded.tile_height  # smaller than the tile on small rasters
     column0, column1 = columns or (0, padded.width)
     width = column1 - column0
@@ -146,12 +135,12 @@ def iter_class_strips(
                 pending = pool.submit(read_row, ys[index + 1])
             rows = slice(row0 - y0, row1 - y0)
             strip = ClassMaps.zeros(row1 - row0, width)
-            for first in range(0, len(column_spans), tiling.batch_size):
+            for first in range(0, len(column_spans), plan.batch_size):
                 if cancelled and cancelled():
                     raise CancelledError()
-                spans = column_spans[first : first + tiling.batch_size]
+                spans = column_spans[first : first + plan.batch_size]
                 batch = np.stack([data[:, :, x : x + tile_w] for x, _, _ in spans])
-                maps = predictor.class_maps(batch, thresholds, options.flip_tta)
+                maps = predictor.class_maps(batch, thresholds, plan.flip_tta)
                 for tile, (x, start, stop) in enumerate(spans):
                     for target, source in zip(strip.arrays(), maps):
                         target[:, start:stop] = source[tile, rows, start - x : stop - x]

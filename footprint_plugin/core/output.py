@@ -13,18 +13,12 @@ import shutil
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from osgeo import gdal, ogr, osr
 
+from .buildings import Building
 from .errors import FootprintError
-from .sinks import LAYER_NAME, OGR_DRIVERS, check_output_path
-from .vectorize import Building
-
-if TYPE_CHECKING:
-    from .pipeline import Summary
-
-__all__ = ["LAYER_NAME", "GeoPackageWriter", "VectorFileWriter", "check_output_path", "write_geopackage"]
+from .output_paths import LAYER_NAME, OGR_DRIVERS, check_output_path
 
 
 def _detail(exc: BaseException, folder: Path) -> str:
@@ -161,9 +155,9 @@ class VectorFileWriter:
             if part.name.startswith(self.path.stem + "."):
                 os.replace(part, self.path.with_name(part.name))
 
-    def finish(self, summary: Summary) -> None:
+    def finish(self, metadata: dict[str, str]) -> None:
         """Sink protocol: commit with the run's metadata."""
-        self.commit(summary.metadata())
+        self.commit(metadata)
 
     def abort(self) -> None:
         """Sink protocol: drop the partial file."""

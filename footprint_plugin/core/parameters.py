@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .buildings import REGULARIZE_MODES, VectorizeOptions
 from .errors import FootprintError
 from .tiling import BACKENDS, TilingOptions
-from .vectorize import REGULARIZE_MODES, VectorizeOptions
 
 if TYPE_CHECKING:  # the weights module needs torch; this one must import without it (plugin start-up, installer)
     from .weights import ModelCard
@@ -36,7 +36,7 @@ class ExtractionParameters:
     seed_threshold: float | None = None
     working_resolution_m: float | None = None  # model card's ground resolution when None
     instances: str = "three_class"  # "binary" ignores the border class (for comparison)
-    vectorize_workers: int = 1  # processes that polygonise (command line only: no process pools inside QGIS)
+    vectorize_workers: int = 1  # processes that polygonise; 1: in the run's own process
 
 
 def vectorize_options(parameters: ExtractionParameters, card: ModelCard) -> VectorizeOptions:
@@ -69,7 +69,9 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        """The command-line flag: ``--name``, or ``--no-name`` for a switch that is on by default."""
+        prefix = "--no-" if self.kind == "bool" and self.default else "--"
+        return prefix + self.name.replace("_", "-")
 
     @property
     def key(self) -> str:
@@ -104,6 +106,9 @@ OPTIONS: tuple[Option, ...] = (
            auto="twice the model's reach (192 for the default model), at most three quarters of the tile"),
     Option("batch_size", "int", None, "Batch size", "tiles per forward pass", minimum=1, maximum=1024,
            auto="about 1 Mpx on CUDA, 0.26 Mpx elsewhere"),
+    Option("amp", "bool", True, "Float16 on CUDA", "float16 autocast on CUDA (off: float32, slower)"),
+    Option("vectorize_workers", "int", 1, "Vectorising processes", "processes that polygonise while the model runs "
+           "(1: in the run's own process; 2 or more pay off when a GPU runs the model)", minimum=1, maximum=64),
 )
 OPTION = {option.name: option for option in OPTIONS}
 
@@ -133,7 +138,7 @@ def check_value(option: Option, value: Any) -> Any:
     return value
 
 
-def build_parameters(values: Mapping[str, Any], weights: str | None = None, amp: bool = True) -> ExtractionParameters:
+def build_parameters(values: Mapping[str, Any], weights: str | None = None) -> ExtractionParameters:
     """:class:`ExtractionParameters` from option name -> value (missing or None: the default)."""
     chosen = {}
     for option in OPTIONS:
@@ -142,10 +147,11 @@ def build_parameters(values: Mapping[str, Any], weights: str | None = None, amp:
             value = parse_bands(value)
         chosen[option.name] = check_value(option, value)
     pick = {name: option.default if chosen[name] is None else chosen[name] for name, option in OPTION.items()}
-    tiling = TilingOptions(pick["tile_size"], pick["overlap"], pick["batch_size"], amp=amp,
+    tiling = TilingOptions(pick["tile_size"], pick["overlap"], pick["batch_size"], amp=bool(pick["amp"]),
                            flip_tta=bool(pick["flip_tta"]), backend=pick["backend"])
     return ExtractionParameters(weights=weights or None, device=pick["device"], tiling=tiling,
                                 min_area_m2=float(pick["min_area"]), regularize=pick["regularize"],
                                 bands=pick["bands"], mask_threshold=pick["mask_threshold"],
                                 seed_threshold=pick["seed_threshold"],
-                                working_resolution_m=pick["working_resolution"])
+                                working_resolution_m=pick["working_resolution"],
+                                vectorize_workers=int(pick["vectorize_workers"]))

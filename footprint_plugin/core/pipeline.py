@@ -1,7 +1,7 @@
 """The one extraction pipeline: raster in, buildings streamed into a sink.
 
-The command line, the QGIS task and the Processing algorithm all call :func:`run`; each passes
-a sink (a vector file or CSV writer, a QgsFeatureSink adapter, a list). Inference runs in a
+Every front end reaches :func:`run` through :func:`.extract.extract`, which opens the sinks (a vector
+file or CSV writer, a QgsFeatureSink adapter, a list) and the probability raster. Inference runs in a
 worker thread while this thread vectorises and writes; an error or a cancel in any stage
 stops every stage, the sink's ``abort()`` drops what was written, and no thread is left.
 """
@@ -16,54 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rasterio.transform import Affine
-from shapely import prepared
-from shapely.geometry import box
-from shapely.geometry.base import BaseGeometry
 from torch import nn
 
+from .area import Area
 from .blocks import block_vectorizers, plan_column_blocks
-from .errors import CancelledError, FootprintError
+from .buildings import Building
+from .errors import CancelledError
 from .geo import ModelGrid, model_grid
-from .inference import CancelCheck, ProgressCallback, iter_class_strips, padded_size
+from .inference import CancelCheck, InferencePlan, ProgressCallback, iter_class_strips, plan_inference
 from .parameters import ExtractionParameters, vectorize_options
 from .predictor import Predictor
 from .probability_raster import ProbabilityRaster
 from .readers import WindowReader, clip_to_extent, resolve_band_mapping
+from .resource_files import default_weights_path
 from .sinks import Sink
 from .threads import run_in_background
 from .tiling import tile_starts
-from .vectorize import Building
 from .weights import ModelCard, load_weights
 from .workers import VectorizeWorkers
 
 Model = tuple[nn.Module, ModelCard, str]  # network, its card, the weights file it came from
-
-
-@dataclass
-class Area:
-    """Where to extract, in the raster's CRS: a rectangle, and/or a polygon that keeps the
-    buildings whose centre lies inside it."""
-
-    extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax
-    polygon: BaseGeometry | None = None
-
-    def bounds(self) -> tuple[float, float, float, float] | None:
-        boxes = [b for b in (self.extent, self.polygon.bounds if self.polygon is not None else None) if b]
-        if not boxes:
-            return None
-        if len(boxes) == 1:
-            return tuple(boxes[0])
-        both = box(*boxes[0]).intersection(box(*boxes[1]))
-        if both.is_empty:
-            raise FootprintError("The chosen extent and polygon do not overlap; pick an area inside both.")
-        return both.bounds
-
-    def keeper(self) -> Callable[[list[Building]], list[Building]]:
-        """Filter of buildings by the polygon (all pass without one)."""
-        if self.polygon is None:
-            return lambda buildings: buildings
-        inside = prepared.prep(self.polygon)
-        return lambda buildings: [b for b in buildings if inside.contains(b.geometry.centroid)]
 
 
 @dataclass
@@ -91,8 +63,6 @@ class Summary:
 
 def load_model(weights: str | None) -> Model:
     """The model of a weights file, or of the bundled default weights."""
-    from .extract import default_weights_path
-
     path = str(weights) if weights else str(default_weights_path())
     model, card = load_weights(path)
     return model, card, path
@@ -110,7 +80,7 @@ def run(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area
     """
     try:
         summary = _extract(reader, parameters, sink, area or Area(), progress, cancel, warn, model, probabilities)
-        sink.finish(summary)
+        sink.finish(summary.metadata())
         if probabilities is not None:
             probabilities.finish()
     except BaseException:
@@ -144,12 +114,13 @@ def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink,
                       warn=note, resolution_range_m=tuple(card.resolution_range_m))
     predictor = Predictor(network, card, parameters.device, amp=parameters.tiling.amp,
                           backend=parameters.tiling.backend)
+    plan = plan_inference(reader, grid, bands, parameters.tiling, predictor)
     if probabilities is not None:
         probabilities.start(grid, reader.crs_wkt)
     keep = area.keeper()
     count = 0
     # closing(): an error in the sink stops the inference thread now, not when the traceback is freed.
-    with closing(_buildings(reader, grid, bands, predictor, parameters, progress, cancel, note, probabilities)) as found:
+    with closing(_buildings(plan, predictor, parameters, progress, cancel, note, probabilities)) as found:
         for buildings in found:
             buildings = keep(buildings)
             if buildings:
@@ -160,12 +131,11 @@ def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink,
                    warnings)
 
 
-def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predictor: Predictor,
-               parameters: ExtractionParameters, progress: ProgressCallback | None, cancel: CancelCheck | None,
-               warn: Callable[[str], None], probabilities: ProbabilityRaster | None) -> Iterator[list[Building]]:
+def _buildings(plan: InferencePlan, predictor: Predictor, parameters: ExtractionParameters,
+               progress: ProgressCallback | None, cancel: CancelCheck | None, warn: Callable[[str], None],
+               probabilities: ProbabilityRaster | None) -> Iterator[list[Building]]:
     """The buildings of each strip of each column block, as they are found."""
-    tiling_options = parameters.tiling
-    padded = padded_size(grid, tiling_options, predictor)
+    tiling_options, grid, padded = parameters.tiling, plan.grid, plan.padded
     width, height, margin = padded.width, padded.height, padded.margin
     blocks = plan_column_blocks(width, padded.tile_width, padded.stride_x, tiling_options.block_width,
                                 tiling_options.block_halo)
@@ -187,8 +157,7 @@ def _buildings(reader: WindowReader, grid: ModelGrid, bands: list[int], predicto
             stop.clear()
             strips = run_in_background(
                 lambda block=block, report=block_progress: iter_class_strips(
-                    reader, grid, bands, predictor, tiling_options, options, report, stopped,
-                    columns=(block.start, block.end)),
+                    plan, predictor, options, report, stopped, columns=(block.start, block.end)),
                 stop)
             try:
                 for strip in strips:

@@ -10,12 +10,13 @@ import torch
 from .devices import resolve_device
 from .errors import FootprintError
 from .model import NETWORKS, fuse_for_inference
+from .normalization import input_scale, normalize
 from .onnx_cache import onnx_session, onnxruntime_available
 from .tiling import BACKENDS
 from .weights import ModelCard
 
 if TYPE_CHECKING:
-    from .vectorize import VectorizeOptions
+    from .buildings import VectorizeOptions
 
 
 class Predictor:
@@ -46,26 +47,14 @@ class Predictor:
         if backend == "onnxruntime" and isinstance(model, NETWORKS):
             self.session = onnx_session(self.model, card.config.in_channels, torch.get_num_threads())
         self.backend = "onnxruntime" if self.session is not None else "torch"
-        norm = card.normalization
-        self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1, 1, 1)
-        self.std = np.asarray(norm["std"], dtype=np.float32).reshape(-1, 1, 1)
-        self.scales = {k: float(v) for k, v in norm["scale"].items()}
 
     def scale_for(self, dtype: str, bit_depth: int | None) -> float:
-        """Divisor that maps raw values to 0..1 for this input type."""
-        if bit_depth and dtype != "uint8":
-            return float(2**bit_depth - 1)
-        key = "uint16" if dtype == "int16" else dtype
-        return self.scales.get(key, 255.0)
+        """Divisor that maps raw values to 0..1 for this input type (:func:`.normalization.input_scale`)."""
+        return input_scale(self.card.normalization, dtype, bit_depth)
 
     def normalize(self, raw: np.ndarray, scale: float) -> np.ndarray:
-        """Raw pixels (..., C, H, W) to the model's input scale, in one float32 array."""
-        data = raw.astype(np.float32)
-        data *= 1.0 / scale
-        np.clip(data, 0.0, 1.0, out=data)
-        data -= self.mean
-        data /= self.std
-        return data
+        """Raw pixels (..., C, H, W) to the model's input, in one float32 array (:func:`.normalization.normalize`)."""
+        return normalize(raw, scale, self.card.normalization["mean"], self.card.normalization["std"])
 
     def _logits(self, batch: np.ndarray) -> torch.Tensor:
         if self.session is not None:
@@ -94,7 +83,7 @@ class Predictor:
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Building mask, seed mask (bool) and building probability (uint8, x 255 and rounded), each
         (N, H, W), for a normalised batch: thresholded where the model runs, so 3 bytes a pixel come
-        back instead of two float32 probabilities (the same maps as :func:`.vectorize.class_maps`)."""
+        back instead of two float32 probabilities (the same maps as :func:`.instances.class_maps`)."""
         probs = torch.softmax(self._logits(batch), dim=1)
         if flip_tta:
             flipped = self._logits(np.ascontiguousarray(batch[..., ::-1]))

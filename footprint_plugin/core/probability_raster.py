@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from .errors import FootprintError
 from .geo import ModelGrid
-from .sinks import check_output_path
+from .output_paths import check_output_path
 
 SUFFIXES = (".tif", ".tiff")
 

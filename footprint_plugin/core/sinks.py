@@ -1,7 +1,8 @@
 """Where the buildings of a run go: a list, a vector file or a SpaceNet proposals CSV.
 
 A sink has ``add(buildings)`` (called for each strip's buildings as they are found),
-``finish(summary)`` (the run succeeded: flush, commit, move into place) and ``abort()``
+``finish(metadata)`` (the run succeeded: flush, commit, move into place; ``metadata`` describes
+the run, key -> value, for formats that keep it) and ``abort()``
 (the run failed or was cancelled: drop everything, never raise). The output format of a
 file follows its extension (:func:`open_output`).
 """
@@ -10,29 +11,20 @@ from __future__ import annotations
 
 import csv
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from rasterio.transform import Affine
 from shapely import affinity
 
+from .buildings import Building
 from .errors import FootprintError
-from .vectorize import Building
-
-if TYPE_CHECKING:
-    from .pipeline import Summary
-
-LAYER_NAME = "buildings"
-OGR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf",
-               ".shp": "ESRI Shapefile"}
-CSV_SUFFIX = ".csv"
-OUTPUT_SUFFIXES = (*OGR_DRIVERS, CSV_SUFFIX)
+from .output_paths import CSV_SUFFIX, check_output_path
 
 
 class Sink(Protocol):
     def add(self, buildings: list[Building]) -> None: ...
 
-    def finish(self, summary: Summary) -> None: ...
+    def finish(self, metadata: dict[str, str]) -> None: ...
 
     def abort(self) -> None: ...
 
@@ -47,27 +39,11 @@ class ListSink:
     def add(self, buildings: list[Building]) -> None:
         self.buildings.extend(buildings)
 
-    def finish(self, summary: Summary) -> None:
+    def finish(self, metadata: dict[str, str]) -> None:
         self.finished = True
 
     def abort(self) -> None:
         self.buildings.clear()
-
-
-def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:
-    """Fail early, before any work, when ``path`` cannot be written or has an unknown extension."""
-    path = Path(path)
-    if path.is_dir():
-        raise FootprintError(f"Output {path} is a folder; give a file name, e.g. buildings.gpkg (a GeoPackage).")
-    if path.suffix.lower() not in suffixes:
-        kinds = "a GeoPackage ending in .gpkg" if suffixes == (".gpkg",) else f"a file ending in {', '.join(suffixes)}"
-        raise FootprintError(f"Output {path}: the output must be {kinds}.")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FootprintError(f"Output {path}: folder {folder} does not exist.")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise FootprintError(f"Output {path}: no permission to write there; choose another folder.")
-    return path
 
 
 class SpaceNetCsvWriter:
@@ -103,7 +79,7 @@ class SpaceNetCsvWriter:
         except OSError as exc:
             raise self._error(exc) from None
 
-    def finish(self, summary: Summary | None = None) -> None:
+    def finish(self, metadata: dict[str, str] | None = None) -> None:
         try:
             if self.count == 0:
                 self._csv.writerow([self.image_id, -1, "POLYGON EMPTY", 1])
@@ -146,9 +122,9 @@ class TeeSink:
         for sink in self.sinks:
             sink.add(buildings)
 
-    def finish(self, summary: Summary) -> None:
+    def finish(self, metadata: dict[str, str]) -> None:
         for sink in self.sinks:
-            sink.finish(summary)
+            sink.finish(metadata)
 
     def abort(self) -> None:
         for sink in self.sinks:

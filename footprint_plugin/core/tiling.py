@@ -6,8 +6,8 @@ Each tile gives only the pixels at least half the overlap from its edges
 the network's reach (the model card's ``context_px``) of reflected raster around it: with the
 default overlap of twice that, every kept pixel saw at least that much context on each side.
 Measured on the default model (v2) on nairobi_c1 against one whole-raster pass
-(``tools/context_reach.py``): with 0-8 px of context the building probability differs by 0.18 on
-average, with 64-72 px by 0.013, with 96 px (``CONTEXT_PX``, its card's value) or more not at all.
+(``tools/lab/context_reach.py``): with 0-8 px of context the building probability differs by 0.18 on
+average, with 64-72 px by 0.013, with 96 px (``weights.CONTEXT_PX``, its card's value) or more not at all.
 Tiles start on one lattice
 (:func:`padded_grid`), so the network's pooling sees the pixels in the same phase too: the
 result does not depend on the tile size, which only sets how many pixels a forward pass holds.
@@ -23,10 +23,9 @@ import numpy as np
 from .errors import FootprintError
 
 if TYPE_CHECKING:
-    from .predictor import Predictor
+    from .weights import ModelCard
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-CONTEXT_PX = 96  # measured: the default model's output at a pixel depends on nothing further than this
 DEFAULT_TILE = 768  # px (the model's own training tile when larger): measured as fast as 1024 with 300 MB less
 CPU_BATCH_PIXELS = 4 * 256 * 256  # measured: 4 x 512 px tiles per pass run 25% slower per pixel than 1
 CUDA_BATCH_PIXELS = 16 * 256 * 256
@@ -76,18 +75,19 @@ class ResolvedTiling:
     margin: int  # reflected raster around the edge, px
 
 
-def resolve_tiling(options: TilingOptions, predictor: Predictor) -> ResolvedTiling:
-    """Tile size, overlap and batch size with defaults filled in and checked against the weights."""
-    multiple = predictor.card.config.size_multiple
-    tile = int(options.tile_size or max(DEFAULT_TILE, predictor.card.tile_size))
+def resolve_tiling(options: TilingOptions, card: ModelCard, device_type: str) -> ResolvedTiling:
+    """Tile size, overlap and batch size with defaults filled in and checked against the weights
+    (``card``) and the device the model runs on (``device_type``: cuda, cpu, mps)."""
+    multiple = card.config.size_multiple
+    tile = int(options.tile_size or max(DEFAULT_TILE, card.tile_size))
     if tile < multiple or tile % multiple:
         raise FootprintError(f"Tile size {tile} must be a positive multiple of {multiple} for these weights.")
-    context = int(predictor.card.context_px)
+    context = int(card.context_px)
     overlap = min(2 * context, 3 * tile // 4) if options.overlap is None else int(options.overlap)
     if not 0 <= overlap <= 3 * tile // 4:
         raise FootprintError(f"Overlap {overlap} must be between 0 and three quarters of the tile size "
                              f"({3 * tile // 4}).")
-    pixels = CUDA_BATCH_PIXELS if predictor.device.type == "cuda" else CPU_BATCH_PIXELS
+    pixels = CUDA_BATCH_PIXELS if device_type == "cuda" else CPU_BATCH_PIXELS
     batch_size = int(options.batch_size or max(1, pixels // (tile * tile)))
     if batch_size < 1:
         raise FootprintError("Batch size must be at least 1.")

@@ -25,11 +25,11 @@ import torch
 
 from .errors import FootprintError
 from .model import CLASS_NAMES, EfficientUNetConfig, UNetConfig, architecture_of, build_model, config_from_card
-from .tiling import CONTEXT_PX
 
 FORMAT_NAME = "footprint-unet-weights"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+CONTEXT_PX = 96  # measured: the default model's output at a pixel depends on nothing further than this
 
 _DTYPES: dict[str, tuple[np.dtype, torch.dtype]] = {
     "F32": (np.dtype("<f4"), torch.float32),
@@ -59,7 +59,7 @@ class ModelCard:
     resolution_m: float = 0.3
     resolution_range_m: list[float] = field(default_factory=lambda: [0.1, 0.9])
     tile_size: int = 256
-    context_px: int = CONTEXT_PX  # how far the network looks (tools/context_reach.py): tiles overlap by twice this
+    context_px: int = CONTEXT_PX  # how far the network looks (tools/lab/context_reach.py): tiles overlap by twice this
     classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     postprocess: dict[str, float] = field(
         default_factory=lambda: {"mask_threshold": 0.5, "seed_threshold": 0.5}

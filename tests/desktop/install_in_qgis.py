@@ -83,7 +83,7 @@ def accept_extract_dialog():
 
 @guarded
 def extract_again():
-    from footprint_plugin.dependencies import missing_packages
+    from footprint_plugin.setup.dependencies import missing_packages
 
     report["missing_after"] = missing_packages()
     plugin = plugins["footprint_plugin"]
@@ -125,7 +125,7 @@ def click_install():
 
 @guarded
 def start():
-    from footprint_plugin.dependencies import missing_packages
+    from footprint_plugin.setup.dependencies import missing_packages
 
     report["missing_before"] = missing_packages()
     layer = iface.addRasterLayer(RASTER, "sample")

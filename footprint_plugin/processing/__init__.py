@@ -1,0 +1,1 @@
+"""The Processing provider and its algorithms (extract, fine-tune, evaluate), also run by ``qgis_process``."""

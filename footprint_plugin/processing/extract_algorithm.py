@@ -1,0 +1,180 @@
+"""``footprint:extract_buildings``: the extraction as a Processing algorithm, its options from the engine's one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
+
+from ..core.errors import FootprintError  # plain Python: importable without torch
+from ..setup.dependencies import install_hint, missing_packages
+
+
+def _option_parameter(option):
+    """A Processing parameter for one entry of the engine's shared option table."""
+    key, label = option.key, f"{option.label} (default: {option.describe_default()})"
+    if option.choices:
+        return QgsProcessingParameterEnum(key, label, list(option.choices), defaultValue=option.choices.index(option.default))
+    if option.kind == "bool":
+        return QgsProcessingParameterBoolean(key, label, defaultValue=bool(option.default))
+    if option.kind == "bands":
+        return QgsProcessingParameterString(key, label + ", e.g. 1,2,3", optional=True)
+    number = QgsProcessingParameterNumber
+    kind = number.Type.Integer if option.kind == "int" else number.Type.Double
+    return number(key, label, kind, option.default, optional=option.default is None, minValue=option.minimum,
+                  maxValue=option.maximum)
+
+
+class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
+    INPUT, WEIGHTS, EXTENT, OUTPUT, PROBABILITIES = "INPUT", "WEIGHTS", "EXTENT", "OUTPUT", "PROBABILITIES"
+
+    def name(self) -> str:
+        return "extract_buildings"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Extract buildings"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return ("Extracts building footprints from an RGB raster (GeoTIFF, VRT, XYZ/WMS with an extent) with a "
+                "U-Net, as polygons with fields area_m2 and score. Options left empty take the model's defaults.")
+
+    def createInstance(self):  # noqa: N802
+        return ExtractBuildingsAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        from ..core.parameters import OPTIONS
+
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(QgsProcessingParameterFile(self.WEIGHTS, "Weights file (empty: bundled default)",
+                                                     extension="safetensors", optional=True))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Area (empty: whole raster)", optional=True))
+        for option in OPTIONS:
+            self.addParameter(_option_parameter(option))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Buildings", QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.PROBABILITIES, "Building probability (0-255)", optional=True, createByDefault=False))
+
+    def _values(self, parameters, context) -> dict:
+        """Option name -> value as chosen (None where left empty)."""
+        from ..core.parameters import OPTIONS
+
+        values = {}
+        for option in OPTIONS:
+            key = option.key
+            if option.choices:
+                values[option.name] = option.choices[self.parameterAsEnum(parameters, key, context)]
+            elif option.kind == "bool":
+                values[option.name] = self.parameterAsBoolean(parameters, key, context)
+            elif parameters.get(key) in (None, ""):
+                values[option.name] = None
+            elif option.kind == "bands":
+                values[option.name] = self.parameterAsString(parameters, key, context)
+            elif option.kind == "int":
+                values[option.name] = self.parameterAsInt(parameters, key, context)
+            else:
+                values[option.name] = self.parameterAsDouble(parameters, key, context)
+        return values
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        missing = missing_packages()
+        if missing:
+            raise QgsProcessingException(install_hint(missing))
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("Choose a raster layer as INPUT.")
+        error, outputs = None, None
+        try:
+            outputs = self._extract(layer, parameters, context, feedback)
+        except (FootprintError, QgsProcessingException) as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in the engine must not look like success either
+            error = f"Unexpected error ({type(exc).__name__}: {exc})"
+        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
+            raise QgsProcessingException(error)
+        return outputs
+
+    def _extract(self, layer, parameters, context, feedback) -> dict:
+        from ..core.extract import extract
+        from ..core.parameters import build_parameters
+        from ..qgis_io.area import area_from_qgis
+        from ..qgis_io.feature_sink import FeatureSinkAdapter, building_fields
+        from ..qgis_io.provider_reader import QgisProviderReader
+
+        extent = None
+        if parameters.get(self.EXTENT):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+        options = build_parameters(self._values(parameters, context),
+                                   weights=self.parameterAsFile(parameters, self.WEIGHTS, context) or None)
+        probabilities = self._probabilities(parameters, context)
+        with QgisProviderReader(layer, extent) as reader:
+            fields = building_fields()
+            sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.Polygon,
+                                                 layer.crs())
+            if sink is None:
+                raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+            adapter = FeatureSinkAdapter(sink, fields, dest_id)
+            del sink  # the adapter holds the only reference: releasing it closes the file
+            summary = extract(reader, options, sinks=[adapter], probabilities=probabilities, area=area_from_qgis(extent),
+                              progress=lambda f, _m: feedback.setProgress(100 * f), cancel=feedback.isCanceled,
+                              warn=feedback.pushWarning)
+        adapter.release()
+        check_written(dest_id, adapter.count)
+        feedback.pushInfo(summary.message())
+        outputs = {self.OUTPUT: dest_id}
+        if probabilities is not None:
+            outputs[self.PROBABILITIES] = probabilities
+            details = QgsProcessingContext.LayerDetails("Building probability", context.project(), self.PROBABILITIES)
+            _POST_PROCESSORS[:] = [StyleProbabilities()]
+            details.setPostProcessor(_POST_PROCESSORS[0])
+            context.addLayerToLoadOnCompletion(probabilities, details)
+        return outputs
+
+    def _probabilities(self, parameters, context) -> str | None:
+        """The probability raster's path when PROBABILITIES is set (a .tif)."""
+        if not parameters.get(self.PROBABILITIES):
+            return None
+        return self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context) or None
+
+
+class StyleProbabilities(QgsProcessingLayerPostProcessorInterface):
+    """Styles the probability raster once QGIS has loaded it (after the run)."""
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
+        from ..qgis_io.style import style_probability_layer
+
+        style_probability_layer(layer)
+
+
+_POST_PROCESSORS: list[StyleProbabilities] = []  # QGIS does not own them: keep them alive
+
+
+def check_written(dest_id: str, count: int) -> None:
+    """A file destination, once closed, must open and hold every building: the final flush is checked."""
+    path = dest_id.split("|")[0]
+    if not Path(path).is_file():
+        if "://" in dest_id or dest_id.startswith("memory") or not Path(path).suffix:
+            return  # a memory layer or a database: nothing on disk to check
+        raise FootprintError(f"Output {dest_id}: the file was not written.")
+    layer = QgsVectorLayer(dest_id, "check", "ogr")
+    written = layer.featureCount() if layer.isValid() else -1
+    del layer
+    if written != count:
+        raise FootprintError(f"Output {dest_id}: the file cannot be read back or holds {max(written, 0)} of {count} "
+                              "buildings (is the disk full?).")

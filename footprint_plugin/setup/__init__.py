@@ -1,0 +1,1 @@
+"""Getting the engine's packages: the dependency installer (no QGIS at module level) and access to the trainer."""

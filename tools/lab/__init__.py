@@ -1,0 +1,1 @@
+"""Lab scripts: each measured a figure or table in ``docs/`` (its first docstring line says which)."""
