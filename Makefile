@@ -5,7 +5,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-r
 	python3-scipy python3-tqdm python3-matplotlib python3-venv python3-pip xvfb xauth imagemagick
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test lint bench package check-package install clean
+.PHONY: setup demo test lint bench package check-package install uninstall clean
 
 setup: .venv/.installed
 
@@ -25,8 +25,9 @@ setup: .venv/.installed
 demo: setup
 	$(PYTHON) -m trainer.demo
 
+# Without the user's site-packages (~/.local/lib/python3.*): what another checkout or tool put there stays out.
 test: setup
-	$(PYTHON) -m pytest -q tests
+	PYTHONNOUSERSITE=1 $(PYTHON) -m pytest -q tests
 
 lint: setup
 	.venv/bin/ruff check .
@@ -41,9 +42,14 @@ package: setup
 check-package: package
 	$(PYTHON) tools/plugin_package.py check
 
-# Into the default QGIS user profile (QGIS_PROFILE_DIR=... for another one), enabled.
+# Into the default QGIS user profile (QGIS_PROFILE_DIR=... for another one), enabled, with the plugin finding
+# this checkout's .venv packages. Changes nothing outside that profile (README: Install).
 install: package
 	$(PYTHON) tools/plugin_package.py install
+
+# Undoes `make install` in that profile (works without .venv too: the tool needs only Python's standard library).
+uninstall:
+	$$(test -x $(PYTHON) && echo $(PYTHON) || echo python3) tools/plugin_package.py uninstall
 
 clean:
 	rm -rf .venv out dist

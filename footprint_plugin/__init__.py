@@ -9,7 +9,9 @@ def classFactory(iface):  # noqa: N802 - QGIS's plugin entry point
     """Called by QGIS to create the plugin."""
     from .setup.dependencies import activate_profile_folder
 
-    activate_profile_folder()  # what the dependency installer put into this QGIS profile, first on sys.path
+    # What the dependency installer put into this QGIS profile, first on sys.path; then, after `make install`
+    # from a checkout, that checkout's .venv packages (recorded in the profile).
+    activate_profile_folder()
     from .plugin import FootprintPlugin
 
     return FootprintPlugin(iface)

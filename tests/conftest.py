@@ -1,6 +1,9 @@
-"""Shared test set-up: keep caches (the ONNX export cache) out of the user's home."""
+"""Shared test set-up: keep caches (the ONNX export cache) out of the user's home, and the user's
+site-packages (~/.local/lib/python3.*, where another checkout or tool may have put a .pth) out of every
+Python the tests start: QGIS, qgis_process, pip and /usr/bin/python3 see only what they have themselves."""
 
 import os
 import tempfile
 
 os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="footprint-test-cache-"))
+os.environ["PYTHONNOUSERSITE"] = "1"

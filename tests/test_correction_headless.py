@@ -31,13 +31,14 @@ def test_qgis_process_evaluates_and_fine_tunes_with_the_vendored_trainer(tmp_pat
     assert "footprint_plugin/vendor/trainer/finetune.py" in names and "footprint_plugin/vendor/trainer/evaluate.py" in names
     assert plugin_package.check_package(zip_path)[0] == []
     root = tmp_path / "config"
-    plugin_package.install(zip_path, root / "profiles" / "default")
+    venv_site = plugin_package.venv_site_packages()
+    plugin_package.install(zip_path, root / "profiles" / "default", developer_site=venv_site)  # as make install
+    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(root), "QT_QPA_PLATFORM": "offscreen"}
+    for name in ("QGIS_OPTS", "PYTHONPATH", "VIRTUAL_ENV"):
+        env.pop(name, None)
     # Only the venv's packages (torch): `trainer` is not importable from there, nor from the working folder.
-    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(root), "QT_QPA_PLATFORM": "offscreen",
-           "PYTHONPATH": str(plugin_package.venv_site_packages())}
-    env.pop("QGIS_OPTS", None)
-    assert subprocess.run([sys.executable, "-c", "import trainer"], env=env, cwd=tmp_path,
-                          capture_output=True).returncode != 0
+    assert subprocess.run([sys.executable, "-c", "import trainer"], env={**env, "PYTHONPATH": str(venv_site)},
+                          cwd=tmp_path, capture_output=True).returncode != 0
 
     outputs = {name: str(tmp_path / f"{name.lower()}.gpkg") for name in ("TRUE_POSITIVES", "FALSE_POSITIVES",
                                                                           "FALSE_NEGATIVES")}

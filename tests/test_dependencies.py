@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,21 @@ from .helpers import REPO, SAMPLE_RASTER
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 ARTIFACTS = REPO / "out" / "test-artifacts"
+
+
+# pip settings that say only where packages come from (a mirror, local wheels); every other PIP_* is dropped.
+PIP_SOURCES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_CERT", "PIP_CLIENT_CERT",
+               "PIP_TRUSTED_HOST", "PIP_PROXY", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "PIP_CONFIG_FILE")
+
+
+@pytest.fixture(autouse=True)
+def isolated_pip(monkeypatch):
+    """pip (run by the installer with os.environ) sees only its Python's own packages and the target: no user
+    site (another checkout's .pth), no PYTHONPATH or venv, no PIP_* but where packages come from."""
+    for name in [*os.environ]:
+        if name in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") or (name.startswith("PIP_") and name not in PIP_SOURCES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PYTHONNOUSERSITE", "1")
 
 
 def plain_env(**extra: str) -> dict[str, str]:
@@ -51,6 +67,31 @@ def test_the_folder_is_per_profile_and_python_and_goes_first_once(tmp_path):
         assert not dependencies.activate(folder) and sys.path.count(str(folder)) == 1
     finally:
         sys.path.remove(str(folder))
+
+
+def test_the_developer_site_make_install_records_goes_right_after_the_folder(tmp_path, monkeypatch):
+    profile = tmp_path / "profile"
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site = tmp_path / "checkout/.venv/lib" / version / "site-packages"
+    site.mkdir(parents=True)
+    zip_path = tmp_path / "plugin.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("footprint_plugin/__init__.py", "")
+    plugin_package.install(zip_path, profile, developer_site=site)
+    assert dependencies.developer_site(profile) == site
+    folder = dependencies.dependency_folder(profile)
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert dependencies.activate_profile_folder(profile) == folder
+    assert sys.path[:2] == [str(folder), str(site)]
+    assert dependencies.activate_profile_folder(profile) == folder and sys.path.count(str(site)) == 1
+    site.rename(site.with_name("gone"))  # the checkout was deleted: nothing is added
+    monkeypatch.setattr(sys, "path", list(sys.path[2:]))
+    assert dependencies.developer_site(profile) is None
+    dependencies.activate_profile_folder(profile)
+    assert sys.path[0] == str(folder) and str(site) not in sys.path
+    plugin_package.install(zip_path, profile)  # without a developer site: the record says none
+    assert dependencies.developer_site(profile) is None
 
 
 def test_torch_index_cpu_cuda_and_override(monkeypatch):
@@ -104,9 +145,22 @@ def wait_for(qgis_app, condition, timeout=240.0):
         assert time.monotonic() - started < timeout, "timed out"
 
 
+def distributions(folder: Path) -> dict[str, str]:
+    """{name: version} of the packages installed in ``folder`` (from their .dist-info, not pip's messages)."""
+    found = {}
+    for info in folder.glob("*.dist-info"):
+        fields = dict(line.split(": ", 1) for line in (info / "METADATA").read_text().splitlines() if ": " in line)
+        found[fields["Name"].lower()] = fields["Version"]
+    return found
+
+
 def test_dialog_installs_in_a_task_with_progress_and_lines(qgis_app, tmp_path):
     target = tmp_path / "deps"
-    # A small real package, with QGIS's Python here (Debian's mpmath is 1.2.1; .venv already has 1.3.0).
+    # A small real package, with QGIS's Python here (Debian's mpmath is 1.2.1).
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import importlib.metadata as m; print(m.version('mpmath'))"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() == "1.3.0":
+        pytest.skip(f"{SYSTEM_PYTHON} already has mpmath 1.3.0 outside any user site: nothing to install")
     dialog = InstallDialog(["mpmath==1.3.0"], target, python=SYSTEM_PYTHON)
     dialog.show()
     installed = []
@@ -117,8 +171,10 @@ def test_dialog_installs_in_a_task_with_progress_and_lines(qgis_app, tmp_path):
     wait_for(qgis_app, lambda: dialog.outcome is not None)
     assert dialog.outcome.ok, dialog.outcome.message
     assert installed and dialog.progress.value() == 100
-    assert "Successfully installed mpmath-1.3.0" in dialog.log.toPlainText()
-    assert (target / "mpmath-1.3.0.dist-info").is_dir()
+    assert distributions(target) == {"mpmath": "1.3.0"} and (target / "mpmath" / "__init__.py").is_file()
+    log = {line.strip() for line in dialog.log.toPlainText().splitlines()}
+    lines = {line.strip() for line in dialog.outcome.lines if line.strip()}
+    assert lines <= log and len(lines) > 3  # ours and pip's lines, as they came
     assert "--no-deps" in dialog.command() and "mpmath==1.3.0" in dialog.command()
     sys.path.remove(str(target))
     dialog.close()

@@ -25,14 +25,14 @@ needs_desktop = pytest.mark.skipif(not (shutil.which("qgis") and shutil.which("x
 def test_extract_buildings_in_the_qgis_desktop(tmp_path):
     zip_path = plugin_package.package(tmp_path / "footprint_plugin.zip")
     profiles = tmp_path / "profiles_root"
-    plugin_package.install(zip_path, profiles / "profiles" / "default")
+    # As `make install` does: the plugin finds torch in .venv through the profile's record, not PYTHONPATH.
+    plugin_package.install(zip_path, profiles / "profiles" / "default", developer_site=plugin_package.venv_site_packages())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "e2e"
     out.mkdir()
-    venv_site = plugin_package.venv_site_packages()
-    env = {**os.environ, "FOOTPRINT_E2E_RASTER": str(SAMPLE_RASTER), "FOOTPRINT_E2E_OUT": str(out),
-           "PYTHONPATH": str(venv_site)}
-    env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) display this time
+    env = {**os.environ, "FOOTPRINT_E2E_RASTER": str(SAMPLE_RASTER), "FOOTPRINT_E2E_OUT": str(out)}
+    for name in ("QT_QPA_PLATFORM", "PYTHONPATH", "VIRTUAL_ENV"):  # a real (virtual) display this time
+        env.pop(name, None)
     # --profiles-path is the root that holds profiles/default
     command = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", str(profiles),
                "--nologo", "--code", str(REPO / "tests" / "desktop" / "run_in_qgis.py")]

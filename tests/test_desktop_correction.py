@@ -27,13 +27,14 @@ needs_desktop = pytest.mark.skipif(not (shutil.which("qgis") and shutil.which("x
 def test_extract_finetune_extract_in_the_qgis_desktop(tmp_path):
     zip_path = plugin_package.package(tmp_path / "footprint_plugin.zip")
     profiles = tmp_path / "profiles_root"
-    plugin_package.install(zip_path, profiles / "profiles" / "default")
+    # torch from .venv through the profile's record, as `make install` does; not the repository's trainer
+    plugin_package.install(zip_path, profiles / "profiles" / "default", developer_site=plugin_package.venv_site_packages())
     out = tmp_path / "loop"
     out.mkdir()
     env = {**os.environ, "FOOTPRINT_E2E_RASTER": str(SAMPLE_RASTER), "FOOTPRINT_E2E_LABELS": str(SAMPLE_LABELS),
-           "FOOTPRINT_E2E_OUT": str(out), "FOOTPRINT_E2E_MINUTES": str(MINUTES),
-           "PYTHONPATH": str(plugin_package.venv_site_packages())}  # torch; not the repository's trainer
-    env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) display
+           "FOOTPRINT_E2E_OUT": str(out), "FOOTPRINT_E2E_MINUTES": str(MINUTES)}
+    for name in ("QT_QPA_PLATFORM", "PYTHONPATH", "VIRTUAL_ENV"):  # a real (virtual) display
+        env.pop(name, None)
     command = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", str(profiles),
                "--nologo", "--code", str(REPO / "tests" / "desktop" / "run_correction_loop.py")]
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420)

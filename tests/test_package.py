@@ -1,15 +1,22 @@
-"""The plugin zip (`make package`) against the plugin repository's checks (`make check-package`)."""
+"""The plugin zip (`make package`) against the plugin repository's checks (`make check-package`), and what
+`make install` / `make uninstall` change (only the QGIS profile)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
 
+from footprint_plugin.setup import dependencies
 from tools import plugin_package
 
 from .helpers import REPO
+
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +104,70 @@ def test_too_big_and_damaged_zips(built, tmp_path):
     damaged.write_bytes(bytes(raw))
     problems, _ = plugin_package.check_package(damaged)
     assert any("damaged" in p or "CRC" in p or "not a zip" in p for p in problems), problems
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every folder (None) and file (its bytes) under ``root``, by relative path."""
+    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else None for path in root.rglob("*")}
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+def test_make_install_changes_only_the_qgis_profile_and_uninstall_undoes_it(tmp_path):
+    home = tmp_path / "home"  # the user's home: the default QGIS profile and the user site are in it
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QGIS_PROFILE_DIR", "PYTHONNOUSERSITE", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["HOME"] = str(home)
+    user_site = Path(subprocess.run([SYSTEM_PYTHON, "-c", "import site; print(site.getusersitepackages())"], env=env,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    assert user_site.is_relative_to(home)
+    user_site.mkdir(parents=True)
+    (user_site / "someone_elses.pth").write_text("/nowhere\n")
+    profile = home / ".local/share/QGIS/QGIS3/profiles/default"
+    ini = profile / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[General]\nlocale=en\n\n[PythonPlugins]\nprocessing=true\n\n[qgis]\nx=1\n")
+    before = tree(home)
+
+    # Make does not redo the set-up (.venv is there: the tests run in it).
+    done = subprocess.run(["make", "-o", ".venv/.installed", "install"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    after = tree(home)
+    changed = sorted({name for name, _ in set(after.items()) ^ set(before.items())})
+    prefix = str(profile.relative_to(home))
+    plugin = f"{prefix}/python/plugins/footprint_plugin"
+    record = f"{prefix}/python/footprint_plugin_packages/developer_install.json"
+    assert [name for name in changed if not name.startswith(plugin + "/")] == [
+        f"{prefix}/QGIS/QGIS3.ini", f"{prefix}/python", f"{prefix}/python/footprint_plugin_packages", record,
+        f"{prefix}/python/plugins", plugin]
+    assert tree(user_site) == {"someone_elses.pth": b"/nowhere\n"}  # the user site gained nothing
+    assert ini.read_text() == "[General]\nlocale=en\n\n[PythonPlugins]\nfootprint_plugin=true\nprocessing=true\n\n[qgis]\nx=1\n"
+    assert dependencies.developer_site(profile) == plugin_package.venv_site_packages()
+    assert (profile / "python/plugins/footprint_plugin/metadata.txt").is_file()
+    if subprocess.run([SYSTEM_PYTHON, "-s", "-c", "import torch"], capture_output=True).returncode != 0:
+        # torch is not installed system-wide: Debian's Python, with its user site on, still does not find it
+        assert subprocess.run([SYSTEM_PYTHON, "-c", "import torch"], env=env, capture_output=True).returncode != 0
+
+    done = subprocess.run(["make", "uninstall"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert tree(home) == before
+    again = subprocess.run(["make", "uninstall"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing to uninstall" in again.stdout
+
+
+def test_uninstall_restores_an_earlier_value_and_removes_what_install_created(built, tmp_path):
+    profile = tmp_path / "profiles" / "default"
+    plugin_package.install(built, profile)
+    plugin_package.install(built, profile)  # a second install keeps the first one's record of the profile
+    assert plugin_package.enabled_value(profile) == "true"
+    assert plugin_package.uninstall(profile) and not tmp_path.joinpath("profiles").exists()
+    ini = profile / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[PythonPlugins]\nfootprint_plugin=false\n")
+    plugin_package.install(built, profile)
+    assert ini.read_text() == "[PythonPlugins]\nfootprint_plugin=true\n"
+    plugin_package.uninstall(profile)
+    assert ini.read_text() == "[PythonPlugins]\nfootprint_plugin=false\n" and tree(profile) == {
+        "QGIS": None, "QGIS/QGIS3.ini": ini.read_bytes()}
+    assert plugin_package.uninstall(profile) == []  # nothing installed
+    assert plugin_package.main(["uninstall", "--profile", str(profile)]) == 0

@@ -6,8 +6,12 @@ import fcntl
 import io
 import os
 import pty
+import re
+import select
 import struct
 import termios
+import time
+from collections.abc import Callable
 
 from trainer.progress import ProgressBar
 
@@ -26,6 +30,17 @@ def test_a_log_gets_whole_lines_at_most_every_five_seconds_and_the_end():
     assert "100%" in lines[1] and lines[1].endswith("loss 0.010") and "#" * 30 in lines[1]
 
 
+def read_until(fd: int, done: Callable[[str], bool], seconds: float = 30.0) -> str:
+    """What arrives on ``fd`` until ``done(text so far)`` or the deadline: a pty delivers output in pieces."""
+    data = b""
+    deadline = time.monotonic() + seconds
+    while not done(data.decode(errors="replace")) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            data += os.read(fd, 65536)
+    return data.decode(errors="replace")
+
+
 def test_a_terminal_gets_one_redrawn_tqdm_line():
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
@@ -37,7 +52,8 @@ def test_a_terminal_gets_one_redrawn_tqdm_line():
             bar(tile / 4, f"tile {tile}/4")
         bar.close()
         terminal.flush()
-        shown = os.read(leader, 65536).decode()
+        # close() ends the bar's line: everything has arrived once a line end follows "tile 4/4".
+        shown = read_until(leader, lambda text: re.search(r"tile 4/4[^\r\n]*\r?\n", text) is not None)
     os.close(leader)
     assert "\r" in shown  # redrawn in place
     last = shown.replace("\r\n", "\n").split("\r")[-1]

@@ -17,12 +17,13 @@ from .helpers import SAMPLE_RASTER, tiny_unet_weights
 @pytest.mark.skipif(not shutil.which("qgis_process.bin"), reason="needs QGIS (make setup installs it)")
 def test_qgis_process_runs_the_algorithm(tmp_path):
     root = tmp_path / "config"
-    plugin_package.install(plugin_package.package(tmp_path / "plugin.zip"), root / "profiles" / "default")
+    # As `make install` does: the plugin finds torch in .venv through the profile's record, not PYTHONPATH.
+    plugin_package.install(plugin_package.package(tmp_path / "plugin.zip"), root / "profiles" / "default",
+                           developer_site=plugin_package.venv_site_packages())
     weights = tiny_unet_weights(tmp_path / "tiny.safetensors")
-    venv_site = plugin_package.venv_site_packages()
-    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(root), "QT_QPA_PLATFORM": "offscreen",
-           "PYTHONPATH": str(venv_site)}
-    env.pop("QGIS_OPTS", None)
+    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(root), "QT_QPA_PLATFORM": "offscreen"}
+    for name in ("QGIS_OPTS", "PYTHONPATH", "VIRTUAL_ENV"):
+        env.pop(name, None)
     output = tmp_path / "headless.gpkg"
     base = ["qgis_process.bin"]
     listing = subprocess.run([*base, "list"], env=env, capture_output=True, text=True, timeout=120)

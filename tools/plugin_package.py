@@ -2,7 +2,12 @@
 
 python tools/plugin_package.py package [--output dist/footprint_plugin.zip]
 python tools/plugin_package.py check [--zip dist/footprint_plugin.zip]    (make check-package)
-python tools/plugin_package.py install [--zip dist/footprint_plugin.zip] [--profile DIR]
+python tools/plugin_package.py install [--zip dist/footprint_plugin.zip] [--profile DIR] [--no-deps]
+python tools/plugin_package.py uninstall [--profile DIR]                  (make uninstall)
+
+``install`` changes only the profile: the plugin folder, its line in QGIS/QGIS3.ini, and a record
+(python/footprint_plugin_packages/developer_install.json) holding this checkout's .venv site-packages,
+which the plugin puts on its sys.path at load, and what ``uninstall`` needs to undo the install exactly.
 
 ``check`` applies the checks the official plugin repository (plugins.qgis.org) runs on an upload:
 size at most 25 MB, no path information, no compiled files, no __pycache__/.git/__MACOSX folders, an
@@ -15,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import json
 import os
 import re
 import shutil
-import subprocess
+import site
 import sys
 import zipfile
 import zlib
@@ -30,6 +36,14 @@ NAME = "footprint_plugin"
 VENDORED = "trainer"  # copied into the zip as footprint_plugin/vendor/trainer
 RESOURCES = ["icon.svg", "default_weights.safetensors"]
 DEFAULT_PROFILE = Path.home() / ".local/share/QGIS/QGIS3/profiles/default"
+INI = Path("QGIS") / "QGIS3.ini"
+PLUGINS_SECTION = "[PythonPlugins]"
+# The profile's record of `make install`; the plugin reads it too (footprint_plugin/setup/dependencies.py).
+RECORD = Path("python") / "footprint_plugin_packages" / "developer_install.json"
+# What install may create in a profile, parents first (and the profile's missing parents): uninstall removes
+# those it created, when they are empty.
+CREATABLE = (Path("."), Path("python"), Path("python/plugins"), Path("python/footprint_plugin_packages"),
+             Path("QGIS"), INI)
 
 MAX_UPLOAD_BYTES = 25_000_000  # plugins.qgis.org's upload limit
 REQUIRED_METADATA = ("name", "description", "version", "qgisMinimumVersion", "author", "email", "about",
@@ -170,20 +184,66 @@ def check_metadata(metadata: dict[str, str], names: list[str], package_name: str
     return problems
 
 
+def _plugins_section(lines: list[str]) -> tuple[int, int] | None:
+    """(header line, end) of the [PythonPlugins] section of QGIS3.ini's lines."""
+    for start, line in enumerate(lines):
+        if line.strip() == PLUGINS_SECTION:
+            end = start + 1
+            while end < len(lines) and not lines[end].startswith("["):
+                end += 1
+            return start, end
+    return None
+
+
+def _is_our_key(line: str) -> bool:
+    key, sep, _ = line.partition("=")
+    return bool(sep) and key.strip() == NAME
+
+
+def enabled_value(profile: Path) -> str | None:
+    """The value of ``footprint_plugin=`` under [PythonPlugins] in the profile's QGIS3.ini (None: no such line)."""
+    ini = profile / INI
+    lines = ini.read_text().splitlines() if ini.is_file() else []
+    span = _plugins_section(lines)
+    if span is None:
+        return None
+    return next((line.partition("=")[2].strip() for line in lines[span[0] + 1:span[1]] if _is_our_key(line)), None)
+
+
+def set_enabled(profile: Path, value: str | None) -> None:
+    """Set ``footprint_plugin=<value>`` under [PythonPlugins] in the profile's QGIS3.ini; None removes the line
+    (and the section, when nothing else is left in it). Every other line stays as it is."""
+    ini = profile / INI
+    lines = ini.read_text().splitlines() if ini.is_file() else []
+    span = _plugins_section(lines)
+    if value is not None:
+        if span is None:
+            lines += ([""] if lines and lines[-1].strip() else []) + [PLUGINS_SECTION, f"{NAME}={value}"]
+        else:
+            ours = [i for i in range(span[0] + 1, span[1]) if _is_our_key(lines[i])]
+            if ours:
+                lines[ours[0]] = f"{NAME}={value}"
+            else:
+                lines.insert(span[0] + 1, f"{NAME}={value}")
+        ini.parent.mkdir(parents=True, exist_ok=True)
+    elif span is not None:
+        start, end = span
+        kept = [line for line in lines[start + 1:end] if not _is_our_key(line)]
+        if any(line.strip() for line in kept):
+            lines[start:end] = [lines[start], *kept]
+        else:
+            at_end = end == len(lines)
+            del lines[start:end]
+            while at_end and lines and not lines[-1].strip():
+                lines.pop()
+    else:
+        return
+    ini.write_text("".join(f"{line}\n" for line in lines))
+
+
 def enable_in_profile(profile: Path) -> None:
     """Set ``footprint_plugin=true`` under [PythonPlugins] in the profile's QGIS3.ini."""
-    ini = profile / "QGIS" / "QGIS3.ini"
-    ini.parent.mkdir(parents=True, exist_ok=True)
-    text = ini.read_text() if ini.is_file() else ""
-    line = f"{NAME}=true"
-    if re.search(r"^\[PythonPlugins\]", text, re.M):
-        if re.search(rf"^{NAME}=", text, re.M):
-            text = re.sub(rf"^{NAME}=.*$", line, text, flags=re.M)
-        else:
-            text = re.sub(r"^\[PythonPlugins\]\s*$", f"[PythonPlugins]\n{line}", text, count=1, flags=re.M)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + f"[PythonPlugins]\n{line}\n"
-    ini.write_text(text)
+    set_enabled(profile, "true")
 
 
 def venv_site_packages() -> Path | None:
@@ -191,25 +251,36 @@ def venv_site_packages() -> Path | None:
     return next((REPO / ".venv" / "lib").glob("python3*/site-packages"), None)
 
 
-def link_dependencies() -> str:
-    """Make this checkout's .venv packages (torch) importable by QGIS's Python, via a .pth file
-    in the user's site-packages of /usr/bin/python3. Returns what was done."""
-    system_python = "/usr/bin/python3"
-    check = subprocess.run([system_python, "-c", "import torch"], capture_output=True)
-    if check.returncode == 0:
-        return "torch is already importable by QGIS's Python"
-    venv_site = venv_site_packages()
-    if venv_site is None:
-        return "no .venv found: install torch for QGIS's Python yourself (see README)"
-    user_site = subprocess.run([system_python, "-m", "site", "--user-site"], capture_output=True, text=True).stdout.strip()
-    Path(user_site).mkdir(parents=True, exist_ok=True)
-    pth = Path(user_site) / "footprint_plugin_deps.pth"
-    pth.write_text(f"{venv_site}\n")
-    return f"QGIS's Python now finds torch through {pth}"
+def old_user_site_link() -> Path | None:
+    """The ``footprint_plugin_deps.pth`` an older ``make install`` left in the user's site-packages, if any.
+
+    Only looked at, never changed: this tool writes nothing outside the QGIS profile.
+    """
+    pth = Path(site.getusersitepackages()) / "footprint_plugin_deps.pth"
+    return pth if pth.is_file() else None
 
 
-def install(zip_path: Path, profile: Path) -> Path:
-    """Unpack the ZIP into the profile's python/plugins folder (replacing an older copy) and enable it."""
+def _python_tag(site_packages: Path) -> str:
+    """``py311`` for ``.../lib/python3.11/site-packages``."""
+    return "py" + site_packages.parent.name.removeprefix("python").replace(".", "")
+
+
+def install(zip_path: Path, profile: Path, developer_site: Path | None = None) -> Path:
+    """Unpack the ZIP into the profile's python/plugins folder (replacing an older copy), enable it, and write
+    the profile's record of this install (what ``uninstall`` undoes). ``developer_site``: a checkout's .venv
+    site-packages, which the plugin then puts on its sys.path at load (for developers)."""
+    profile = profile.absolute()
+    record_path = profile / RECORD
+    try:
+        earlier = json.loads(record_path.read_text())  # a second install keeps what the first one found
+    except (OSError, ValueError):
+        earlier = None
+    if isinstance(earlier, dict):
+        created, enabled_before = earlier.get("created", []), earlier.get("enabled_before")
+    else:
+        missing = [folder for folder in reversed(profile.parents) if not folder.exists()]
+        created = [str(path) for path in [*missing, *(profile / rel for rel in CREATABLE)] if not path.exists()]
+        enabled_before = enabled_value(profile)
     plugins = profile / "python" / "plugins"
     plugins.mkdir(parents=True, exist_ok=True)
     target = plugins / NAME
@@ -218,7 +289,53 @@ def install(zip_path: Path, profile: Path) -> Path:
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(plugins)
     enable_in_profile(profile)
+    record = {
+        "about": "Written by `make install` (tools/plugin_package.py) from a checkout, for developers; "
+                 "`make uninstall` undoes it. The plugin puts site_packages on its sys.path.",
+        "checkout": str(REPO),
+        "python": _python_tag(developer_site) if developer_site else None,
+        "site_packages": str(developer_site) if developer_site else None,
+        "created": created,
+        "enabled_before": enabled_before,
+    }
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
     return target
+
+
+def uninstall(profile: Path) -> list[str]:
+    """Undo ``install``: the plugin folder, the record, the enable line (back to its earlier value, if it had
+    one), and the folders and files install created, when they are empty. What was done; [] if no record."""
+    record_path = profile / RECORD
+    if not record_path.is_file():
+        return []
+    try:
+        record = json.loads(record_path.read_text())
+    except ValueError:
+        record = {}
+    record = record if isinstance(record, dict) else {}
+    done = []
+    target = profile / "python" / "plugins" / NAME
+    if target.is_dir():
+        shutil.rmtree(target)
+        done.append(f"removed {target}")
+    before, now = record.get("enabled_before"), enabled_value(profile)
+    if now != before:
+        set_enabled(profile, before)
+        done.append(f"restored {NAME}={before}" if before is not None else f"removed {NAME}={now}")
+        done[-1] += f" in {profile / INI}"
+    record_path.unlink()
+    done.append(f"removed {record_path}")
+    for name in reversed(record.get("created", [])):
+        path = Path(name)
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        elif path.is_file() and path.stat().st_size == 0:
+            path.unlink()
+        else:
+            continue
+        done.append(f"removed {path} (make install had created it)")
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,10 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=REPO / "dist" / f"{NAME}.zip")
     c = sub.add_parser("check", help="the plugin repository's checks on a built zip")
     c.add_argument("--zip", type=Path, default=REPO / "dist" / f"{NAME}.zip")
-    i = sub.add_parser("install")
+    default_profile = Path(os.environ.get("QGIS_PROFILE_DIR", DEFAULT_PROFILE))
+    i = sub.add_parser("install", help="into a QGIS profile, enabled, finding this checkout's .venv packages")
     i.add_argument("--zip", type=Path, default=REPO / "dist" / f"{NAME}.zip")
-    i.add_argument("--profile", type=Path, default=Path(os.environ.get("QGIS_PROFILE_DIR", DEFAULT_PROFILE)))
-    i.add_argument("--no-deps", action="store_true", help="do not make .venv's torch visible to QGIS's Python")
+    i.add_argument("--profile", type=Path, default=default_profile)
+    i.add_argument("--no-deps", action="store_true", help="do not make the plugin use this checkout's .venv packages")
+    u = sub.add_parser("uninstall", help="undo install in that profile")
+    u.add_argument("--profile", type=Path, default=default_profile)
     args = parser.parse_args(argv)
     if args.command == "package":
         path = package(args.output)
@@ -248,14 +368,29 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             return 1
         print(f"{args.zip.name}: passes the plugin repository's checks (URL reachability not checked offline)")
-    else:
+    elif args.command == "install":
         if not args.zip.is_file():
             print(f"error: {args.zip} does not exist; run `make package` first.", file=sys.stderr)
             return 2
-        target = install(args.zip, args.profile)
-        print(f"installed into {target} and enabled in {args.profile / 'QGIS' / 'QGIS3.ini'}")
-        if not args.no_deps:
-            print(link_dependencies())
+        site_packages = None if args.no_deps else venv_site_packages()
+        target = install(args.zip, args.profile, site_packages)
+        print(f"installed into {target} and enabled in {args.profile / INI}")
+        if site_packages:
+            print(f"the plugin puts {site_packages} on its sys.path (recorded in {args.profile / RECORD})")
+        elif not args.no_deps:
+            print("no .venv found: install torch for QGIS's Python yourself (see README)")
+    else:
+        done = uninstall(args.profile)
+        if not done:
+            other = (" (the plugin there was installed another way: remove it in QGIS's plugin manager)"
+                     if (args.profile / "python" / "plugins" / NAME).exists() else "")
+            print(f"nothing to uninstall: {args.profile} has no {RECORD}{other}")
+        for line in done:
+            print(line)
+    old = old_user_site_link() if args.command in ("install", "uninstall") else None
+    if old:
+        print(f"note: {old}, from an older `make install`, makes every Python of this user see "
+              f"{old.read_text(errors='replace').strip()}; delete it by hand: rm {old}")
     return 0
 
 

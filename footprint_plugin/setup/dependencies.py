@@ -8,6 +8,9 @@ then installs exactly that list with ``--no-deps`` into the folder. QGIS's own p
 upgraded or replaced; the folder goes first on ``sys.path`` when the plugin loads (and right after an
 install, so no restart is needed).
 
+For developers, ``make install`` installs nothing with pip: it records the checkout's ``.venv`` site-packages
+in the profile (``footprint_plugin_packages/developer_install.json``), which goes right after the folder.
+
 Headless (tests, scripts, servers)::
 
     python3 -m footprint_plugin.setup.dependencies install --target DIR [--cuda] [--torch-index URL|none]
@@ -60,6 +63,7 @@ TORCH_INDEX_CUDA = "https://download.pytorch.org/whl/cu130"
 PROTECTED = ("numpy", "gdal", "pyqt5", "pyqt5-sip", "pyqt6", "pyqt6-sip", "sip", "qscintilla", "scipy", "shapely",
              "rasterio", "pyproj", "matplotlib", "pandas", "pillow", "lxml", "psycopg2", "h5py", "netcdf4", "owslib")
 FOLDER_NAME = "footprint_plugin_packages"
+DEVELOPER_RECORD = "developer_install.json"  # make install: the checkout's .venv site-packages, for developers
 LAST_LINES = 12
 
 Line = Callable[[str], None]
@@ -86,20 +90,55 @@ def activate(folder: str | os.PathLike[str] | None) -> bool:
     return True
 
 
-def profile_dependency_folder() -> Path | None:
-    """The folder of the running QGIS's active profile (None outside QGIS)."""
+def developer_record(profile_dir: str | os.PathLike[str]) -> Path:
+    """``<QGIS profile>/python/footprint_plugin_packages/developer_install.json``: written by ``make install``."""
+    return Path(profile_dir) / "python" / FOLDER_NAME / DEVELOPER_RECORD
+
+
+def developer_site(profile_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkout's ``.venv`` site-packages that ``make install`` recorded in this profile (developers only).
+
+    None without a record, for another Python version, or when the folder is gone (the checkout was deleted).
+    """
+    try:
+        record = json.loads(developer_record(profile_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    site = record.get("site_packages") if isinstance(record, dict) else None
+    if not isinstance(site, str) or record.get("python") != python_tag() or not Path(site).is_dir():
+        return None
+    return Path(site)
+
+
+def profile_dir() -> Path | None:
+    """The running QGIS's active profile folder (None outside QGIS)."""
     try:
         from qgis.core import QgsApplication
     except ImportError:
         return None
     settings_dir = QgsApplication.qgisSettingsDirPath()
-    return dependency_folder(settings_dir) if settings_dir else None
+    return Path(settings_dir) if settings_dir else None
 
 
-def activate_profile_folder() -> Path | None:
-    """At plugin load: the profile's package folder on sys.path. Returns the folder (whether or not it exists)."""
-    folder = profile_dependency_folder()
+def profile_dependency_folder() -> Path | None:
+    """The folder of the running QGIS's active profile (None outside QGIS)."""
+    profile = profile_dir()
+    return dependency_folder(profile) if profile else None
+
+
+def activate_profile_folder(profile: str | os.PathLike[str] | None = None) -> Path | None:
+    """At plugin load: the profile's package folder first on sys.path, then the developer's ``.venv`` packages
+    if ``make install`` recorded them. Returns the package folder (whether or not it exists)."""
+    profile = profile if profile is not None else profile_dir()
+    if profile is None:
+        return None
+    folder = dependency_folder(profile)
     activate(folder)
+    site = developer_site(profile)
+    if site is not None and str(site) not in sys.path:
+        position = sys.path.index(str(folder)) + 1 if str(folder) in sys.path else 0
+        sys.path.insert(position, str(site))
+        importlib.invalidate_caches()
     return folder
 
 
