@@ -169,17 +169,33 @@ def test_vectorising_workers_give_the_same_buildings(tmp_path):
     assert all(a.equals_exact(b, 1e-6) for a, b in zip(found["1"], found["2"]))
 
 
-def test_column_cuts_never_cross_a_building():
-    from footprint_plugin.core.polygons import split_columns
+def test_regions_labelled_in_pieces_and_joined_are_the_whole_buffers_regions():
+    from scipy import ndimage
 
-    labels = np.zeros((20, 100), np.int32)
-    labels[2:8, 10:60] = 1  # a wide building over the middle
-    labels[10:15, 70:90] = 2
-    labels[16:19, 5:8] = 3
-    cuts = split_columns(labels, 4, 3)
-    assert cuts[0] == 0 and cuts[-1] == 100 and cuts == sorted(set(cuts))
-    for cut in cuts[1:-1]:
-        left, right = set(np.unique(labels[:, :cut])), set(np.unique(labels[:, cut:]))
-        assert left & right <= {0}
-    assert len(cuts) == 4  # three parts: 0 | 60..70 | 90..
-    assert split_columns(np.ones((4, 50), np.int32), 2, 2) == [0, 50]  # one building everywhere: one part
+    from footprint_plugin.core.instances import ClassMaps
+    from footprint_plugin.core.pieces import RegionJob, Regions, join_regions, label_regions
+    from footprint_plugin.core.strip_buffer import LocalStripBuffer
+
+    rng = np.random.default_rng(3)
+    building = ndimage.binary_opening(rng.random((60, 200)) < 0.55)  # blobs, many crossing any cut
+    building[5:9, 10:190] = True  # one region across every piece
+    buffer = LocalStripBuffer(200)
+    buffer.append(ClassMaps(building, building, building.astype(np.uint8)))
+    whole, count = ndimage.label(building, structure=ndimage.generate_binary_structure(2, 1))
+    for cuts in ([0, 200], [0, 50, 100, 150, 200], [0, 1, 7, 199, 200]):
+        jobs = [RegionJob(buffer.view(), (a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
+        labelled = Regions.join([label_regions(job) for job in jobs])
+        joined, owner = join_regions(labelled, buffer.labels(), cuts)
+        assert len(joined.labels) == count
+        # The same partition of the pixels, and each joined region's box, first pixel and size.
+        joined_id = np.zeros(int(buffer.labels().max()) + 1, np.int64)
+        joined_id[labelled.labels] = owner + 1
+        mine = joined_id[buffer.labels()]
+        pairs = {(a, b) for a, b in zip(whole[building].tolist(), mine[building].tolist())}
+        assert len(pairs) == count and len({a for a, _ in pairs}) == count
+        for region, joined_index in pairs:
+            rows, cols = np.nonzero(whole == region)
+            j = joined_index - 1
+            assert (joined.top[j], joined.bottom[j] - 1, joined.left[j], joined.right[j] - 1) == (
+                rows.min(), rows.max(), cols.min(), cols.max())
+            assert joined.first[j] == rows[0] * 200 + cols[0] and joined.pixels[j] == len(rows)

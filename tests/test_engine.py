@@ -408,7 +408,7 @@ def test_endless_building_region_is_cut_to_bound_memory():
     found, held = [], []
     for start in range(0, rows, 100):
         found += vectorizer.add(start, building[start : start + 100], interior[start : start + 100], start + 100 >= rows)
-        held.append(len(vectorizer._maps))
+        held.append(vectorizer.buffered_rows)
     assert max(held) <= 1024 + 100
     assert len(warnings) == 1 and "cut" in warnings[0]
     assert sum(b.area_m2 for b in found) == pytest.approx(rows * cols, rel=0.01)

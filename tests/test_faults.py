@@ -297,7 +297,7 @@ def _running(pids: set[int]) -> list[int]:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path, workers):
     # Real imagery (the Zanzibar sample repeated to 3072 x 3072 px), so buildings reach the workers early.
-    from tools.bench import mosaic_vrt
+    from tools.mosaics import mosaic_vrt
 
     raster = mosaic_vrt(REPO / "resources" / "sample" / "zanzibar_c1.tif", 3072, tmp_path / "big.vrt")
     output = tmp_path / "big.gpkg"

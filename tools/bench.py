@@ -11,6 +11,9 @@ Prints a table and ends with one line:
   of each thread say where the rest goes; the ceiling is the ratio those CPU seconds allow at
   best (the model alone against the run's CPU seconds spread over every core);
 * the QGIS data-provider reader against the rasterio reader on the same raster;
+* ``--replay``: the post-processing alone on cached class maps (``tools/replay.py``), with 1, 2 and all
+  cores' processes, ending with one line:
+  ``replay: ms_per_building=<n> scaling_2=<n> main_share=<n> buildings=<n>``;
 * CUDA figures when a GPU is present.
 """
 
@@ -29,35 +32,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tools.mosaics import mosaic_vrt  # noqa: E402
 
 SHARED_SOURCE = REPO.parent / "shared" / "data" / "banepa_north" / "banepa_north.tif"
 SAMPLE_SOURCE = REPO / "resources" / "sample" / "philippines_c1.tif"
 SIZES = [1024, 4096, 10240, 20480]
-
-
-def mosaic_vrt(source: Path, size: int, path: Path) -> Path:
-    """A size x size VRT that repeats the real ``source`` raster, georeferenced continuously."""
-    import rasterio
-
-    with rasterio.open(source) as src:
-        width, height, transform, crs = src.width, src.height, src.transform, src.crs
-        interps = [ci.name.capitalize() for ci in src.colorinterp]
-    bands = []
-    for band in (1, 2, 3):
-        sources = []
-        for y in range(0, size, height):
-            for x in range(0, size, width):
-                w, h = min(width, size - x), min(height, size - y)
-                sources.append(
-                    f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename>'
-                    f"<SourceBand>{band}</SourceBand><SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{w}\" ySize=\"{h}\"/>"
-                    f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>')
-        bands.append(f'<VRTRasterBand dataType="Byte" band="{band}"><ColorInterp>{interps[band - 1]}</ColorInterp>'
-                     + "".join(sources) + "</VRTRasterBand>")
-    geo = ", ".join(str(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
-    path.write_text(f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>{crs.to_wkt()}</SRS>'
-                    f"<GeoTransform>{geo}</GeoTransform>" + "".join(bands) + "</VRTDataset>")
-    return path
 
 
 def peak_rss_mb() -> float:
@@ -143,7 +122,7 @@ def model_alone(raster: Path, weights: Path, device: str, batch_size: int | None
     predictor = Predictor(model, card, device, amp=amp)
     with RasterioReader(raster) as reader:
         grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
-    plan = plan_inference(None, grid, [1, 2, 3], tiling, predictor)
+    plan = plan_inference(None, grid, [1, 2, 3], tiling, predictor.card, predictor.device.type)
     padded, batch_n = plan.padded, plan.batch_size  # the tiles the run infers, as large as it uses them
     tiles = (len(tile_starts(padded.width, padded.tile_width, padded.stride_x))
              * len(tile_starts(padded.height, padded.tile_height, padded.stride_y)))
@@ -255,43 +234,6 @@ def reader_comparison(raster: Path) -> dict:
     return result
 
 
-def vectorize_only(raster: Path, weights: Path, workers: int = 1) -> dict:
-    """Mpx/s of the vectoriser alone on the model's real probability strips: in this thread, or
-    with ``workers`` worker processes polygonising the parts of each strip."""
-    from rasterio.transform import Affine
-
-    from footprint_plugin.core.geo import model_grid
-    from footprint_plugin.core.inference import iter_class_strips, plan_inference
-    from footprint_plugin.core.parameters import ExtractionParameters, vectorize_options
-    from footprint_plugin.core.pipeline import load_model
-    from footprint_plugin.core.predictor import Predictor
-    from footprint_plugin.core.readers import RasterioReader, resolve_band_mapping
-    from footprint_plugin.core.tiling import TilingOptions
-    from footprint_plugin.core.vectorize import StripVectorizer
-    from footprint_plugin.core.workers import VectorizeWorkers
-
-    model, card, _ = load_model(str(weights))
-    predictor = Predictor(model, card, "cpu")
-    with RasterioReader(raster) as reader:
-        grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
-        bands = resolve_band_mapping(reader, card.input_bands)
-        options = vectorize_options(ExtractionParameters(), card)
-        plan = plan_inference(reader, grid, bands, TilingOptions(), predictor)
-        strips = list(iter_class_strips(plan, predictor, options))
-    pool = VectorizeWorkers(workers) if workers > 1 else None
-    if pool is not None:
-        pool.map(len, [[0]] * workers)  # the processes start before the clock does
-    width = strips[0].maps.building.shape[1]
-    started = time.perf_counter()
-    vectorizer = StripVectorizer(grid.transform * Affine.identity(), grid.pixel_area_m2, width, options, pool=pool)
-    count = sum(len(vectorizer.add_maps(s.row_start, s.maps, s.last)) for s in strips)
-    seconds = time.perf_counter() - started
-    if pool is not None:
-        pool.close()
-    return {"size": f"{grid.width}x{grid.height}", "workers": workers, "seconds": seconds, "buildings": count,
-            "mpx_per_s": grid.width * grid.height / 1e6 / seconds}
-
-
 def run_processing(raster: Path, weights: Path) -> dict:
     """The Processing algorithm (``processing.run``, as the QGIS GUI and models call it) in this process:
     seconds and peak RSS, to compare with the command line's on the same raster."""
@@ -363,8 +305,11 @@ def main() -> int:
     parser.add_argument("--model-alone", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--readers", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--processing", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--vectorize", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--replay", action="store_true",
+                        help="only the replay: the post-processing as a GPU user sees it (cached class maps), with "
+                             "1, 2 and all cores' processes, on the dense 4k mosaic and the Banepa-north mosaic")
+    parser.add_argument("--replay-one", nargs=2, metavar=("RASTER", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3, help="replay: runs of each setting; the best counts")
     parser.add_argument("--processing-sizes", type=int, nargs="*", default=[4096, 10240],
                         help="mosaic sizes the Processing algorithm runs on (peak RSS next to the CLI's)")
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end rows (to repeat them)")
@@ -380,9 +325,14 @@ def main() -> int:
     if args.readers:
         print(json.dumps(reader_comparison(args.readers)))
         return 0
-    if args.vectorize:
-        print(json.dumps(vectorize_only(args.vectorize, args.weights, args.workers)))
+    if args.replay_one:
+        from tools.replay import class_maps_cache, replay
+
+        raster = Path(args.replay_one[0])
+        print(json.dumps(replay(raster, class_maps_cache(raster), int(args.replay_one[1]))))
         return 0
+    if args.replay:
+        return replay_table(args.rounds)
     if args.processing:
         print(json.dumps(run_processing(args.processing, args.weights)), flush=True)
         os._exit(0)  # QGIS 3.22 may crash while tearing down; the result is out
@@ -429,13 +379,6 @@ def main() -> int:
         print(f"  {row['size']:<13} {row['seconds']:8.1f} {row['peak_rss_mb']:11.0f} {cli:15.0f} "
               f"{row['buildings']:9d}", flush=True)
 
-    vrt = work / f"mosaic_{min(args.sizes, key=lambda s: abs(s - 4096))}.vrt"
-    for workers in (1, 2):
-        row = child(["--vectorize", str(vrt), "--weights", str(args.weights), "--workers", str(workers)])
-        print(f"{'' if workers > 1 else chr(10)}Vectorise only (label, grow, polygonise, clean), {workers} worker"
-              f"{'s' if workers > 1 else ''}: {row['size']} {row['mpx_per_s']:.2f} Mpx/s ({row['seconds']:.1f} s, "
-              f"{row['buildings']} buildings)", flush=True)
-
     readers = child(["--readers", str(work / f"mosaic_{min(args.sizes, key=lambda s: abs(s - 4096))}.vrt")])
     print("\nReaders, whole raster in 256-row strips (Mpx/s): "
           f"rasterio {readers['rasterio']:.1f}, QGIS data provider "
@@ -453,6 +396,43 @@ def main() -> int:
         print("\nCUDA: no GPU on this machine; GPU figures not measured here.")
 
     return summary_line(results)
+
+
+def replay_table(rounds: int) -> int:
+    """Replay rows for 1, 2 and every core's processes, and the one-line summary for the dense mosaic."""
+    from footprint_plugin.core.workers import available_cores
+    from tools.mosaics import DENSE_DATA, dense_mosaic, ensure_default_chips
+    from tools.replay import class_maps_cache
+
+    work = REPO / "out" / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    ensure_default_chips()
+    dense = work / "dense_4096.tif"
+    if not dense.is_file():
+        dense_mosaic(DENSE_DATA, 4096, dense)
+    source = SHARED_SOURCE if SHARED_SOURCE.is_file() else SAMPLE_SOURCE
+    typical = mosaic_vrt(source, 4096, work / f"{source.stem}_4096.vrt")
+    counts = sorted({1, 2, available_cores()})
+    print(f"Replay: the post-processing of cached class maps (the model's cost gone, as on a fast GPU), "
+          f"best of {rounds} runs each, {available_cores()} cores")
+    print(f"  {'raster':<22} {'processes':>9} {'seconds':>8} {'Mpx/s':>7} {'buildings/s':>11} {'CPU ms/bldg':>11} "
+          f"{'main share':>10} {'buildings':>9}")
+    best_rows: dict = {}
+    for raster in (dense, typical):
+        class_maps_cache(raster)  # computed once, with the model, before any clock
+        for count in counts:
+            runs = [child(["--replay-one", str(raster), str(count)]) for _ in range(rounds)]
+            best = max(runs, key=lambda r: r["mpx_per_s"])
+            best["cpu_ms_per_building"] = min(r["cpu_ms_per_building"] for r in runs)
+            best["main_share"] = min(r["main_share"] for r in runs)
+            best_rows[(raster.name, count)] = best
+            print(f"  {raster.name:<22} {count:9d} {best['seconds']:8.2f} {best['mpx_per_s']:7.2f} "
+                  f"{best['buildings_per_s']:11.0f} {best['cpu_ms_per_building']:11.3f} {best['main_share']:10.3f} "
+                  f"{best['buildings']:9d}", flush=True)
+    one, two = best_rows[(dense.name, 1)], best_rows[(dense.name, 2)]
+    print(f"\nreplay: ms_per_building={one['cpu_ms_per_building']:.3f} scaling_2={two['mpx_per_s'] / one['mpx_per_s']:.2f} "
+          f"main_share={two['main_share']:.3f} buildings={one['buildings']}")
+    return 0
 
 
 def summary_line(results: list[dict]) -> int:

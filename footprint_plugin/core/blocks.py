@@ -18,7 +18,7 @@ from rasterio.transform import Affine
 
 from .buildings import VectorizeOptions
 from .tiling import tile_starts
-from .vectorize import ClaimMask, StripVectorizer
+from .vectorize import BlockEmission, ClaimMask, StripVectorizer
 
 if TYPE_CHECKING:
     from .workers import VectorizeWorkers
@@ -75,10 +75,14 @@ def block_vectorizers(blocks: list[ColumnBlock], height: int, transform: Affine,
     claimed: ClaimMask | None = None
     for block in blocks:
         claims = ClaimMask(height, block.own_end, block.emit_end) if block.emit_end > block.own_end else None
-        vectorizer = StripVectorizer(
-            transform * Affine.translation(block.start, 0), pixel_area_m2, block.width, options, warn=warn,
-            owned_columns=(block.own_start - block.start, block.own_end - block.start),
-            emit_end=block.emit_end - block.start, column_offset=block.start, claimed=claimed, claims=claims,
-            pool=pool)
-        yield block, vectorizer
+        emission = None
+        if len(blocks) > 1:
+            emission = BlockEmission((block.own_start - block.start, block.own_end - block.start),
+                                     block.emit_end - block.start, block.start, claimed, claims)
+        vectorizer = StripVectorizer(transform * Affine.translation(block.start, 0), pixel_area_m2, block.width,
+                                     options, warn=warn, block=emission, pool=pool)
+        try:
+            yield block, vectorizer
+        finally:
+            vectorizer.close()
         claimed = claims

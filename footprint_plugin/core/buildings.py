@@ -41,11 +41,48 @@ class VectorizeOptions:
             raise FootprintError("Thresholds must lie between 0 and 1.")
 
 
-@dataclass
 class Building:
-    """One footprint: polygon in the raster's CRS, ground area and mean building probability."""
+    """One footprint: polygon in the raster's CRS, ground area and mean building probability.
 
-    geometry: Polygon
-    area_m2: float
-    score: float
+    Made from a shapely polygon or from its WKB (``Building.from_wkb``): the vectoriser hands WKB over from its
+    worker processes, and writers pass it on as it is, so the shapely object is only made when asked for.
+    """
+
+    __slots__ = ("_geometry", "_wkb", "area_m2", "score")
+
+    def __init__(self, geometry: Polygon | None, area_m2: float, score: float, wkb: bytes | None = None) -> None:
+        if geometry is None and wkb is None:
+            raise ValueError("a building needs a geometry or its WKB")
+        self._geometry, self._wkb = geometry, wkb
+        self.area_m2, self.score = area_m2, score
+
+    @classmethod
+    def from_wkb(cls, wkb: bytes, area_m2: float, score: float) -> Building:
+        return cls(None, area_m2, score, wkb)
+
+    @property
+    def geometry(self) -> Polygon:
+        if self._geometry is None:
+            from shapely import wkb
+
+            self._geometry = wkb.loads(self._wkb)
+        return self._geometry
+
+    @property
+    def wkb(self) -> bytes:
+        """The polygon as WKB (little-endian)."""
+        if self._wkb is None:
+            self._wkb = self._geometry.wkb
+        return self._wkb
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Building):
+            return NotImplemented
+        return (self.wkb, self.area_m2, self.score) == (other.wkb, other.area_m2, other.score)
+
+    def __repr__(self) -> str:
+        return f"Building(area_m2={self.area_m2:.2f}, score={self.score:.3f})"
+
+    def __reduce__(self):
+        return Building.from_wkb, (self.wkb, self.area_m2, self.score)
 

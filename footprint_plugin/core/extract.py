@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .area import Area
 from .buildings import Building
-from .inference import CancelCheck, ProgressCallback
+from .inference import CancelCheck, ClassMapSource, ProgressCallback
 from .output_paths import check_output_path
 from .parameters import ExtractionParameters
 from .pipeline import Model, Summary, run
@@ -26,7 +26,8 @@ from .sinks import ListSink, Sink, TeeSink, open_output
 def extract(reader: WindowReader, parameters: ExtractionParameters, *, output: str | os.PathLike[str] | None = None,
             sinks: Sequence[Sink] = (), probabilities: str | os.PathLike[str] | None = None, area: Area | None = None,
             progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
-            warn: Callable[[str], None] | None = None, model: Model | None = None) -> Summary:
+            warn: Callable[[str], None] | None = None, model: Model | None = None,
+            class_maps: ClassMapSource | None = None) -> Summary:
     """Extract the buildings of ``reader`` into ``output`` (its format by extension, written atomically) and
     into each of ``sinks``; with ``probabilities`` (a .tif) also the building-probability raster.
 
@@ -41,7 +42,8 @@ def extract(reader: WindowReader, parameters: ExtractionParameters, *, output: s
     if output is not None:
         targets.insert(0, open_output(output, reader.crs_wkt, reader.transform, Path(reader.name).stem))
     sink = targets[0] if len(targets) == 1 else TeeSink(*targets)
-    return run(reader, parameters, sink, area, progress, cancel, warn=warn, model=model, probabilities=raster)
+    return run(reader, parameters, sink, area, progress, cancel, warn=warn, model=model, probabilities=raster,
+               class_maps=class_maps)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from .instances import ClassMaps
 from .predictor import Predictor
 from .readers import WindowReader
 from .tiling import PaddedGrid, TilingOptions, padded_grid, reflect_indices, resolve_tiling, tile_starts
+from .weights import ModelCard
 
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
@@ -38,6 +40,11 @@ class ClassStrip:
     row_start: int
     maps: ClassMaps
     last: bool
+
+
+# Where the thresholded maps of a run come from: called with (progress, cancelled, (first, end column)) for
+# each column block, it yields that block's strips top to bottom (the model's: iter_class_strips).
+ClassMapSource = Callable[[Optional[ProgressCallback], Optional[CancelCheck], tuple[int, int]], Iterator[ClassStrip]]  # noqa: UP007 - runs on Python 3.9
 
 
 def owned_spans(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
@@ -85,11 +92,11 @@ class InferencePlan:
     flip_tta: bool = False
 
 
-def plan_inference(reader: WindowReader, grid: ModelGrid, bands: list[int], options: TilingOptions,
-                   predictor: Predictor) -> InferencePlan:
-    """The tiling options resolved once for this model and device, and the padded grid the tiles lie on."""
-    tiling = resolve_tiling(options, predictor.card, predictor.device.type)
-    padded = padded_grid(grid.width, grid.height, tiling, predictor.card.config.size_multiple)
+def plan_inference(reader: WindowReader, grid: ModelGrid, bands: list[int], options: TilingOptions, card: ModelCard,
+                   device_type: str) -> InferencePlan:
+    """The tiling options resolved once for this model (``card``) and device, and the padded grid the tiles lie on."""
+    tiling = resolve_tiling(options, card, device_type)
+    padded = padded_grid(grid.width, grid.height, tiling, card.config.size_multiple)
     return InferencePlan(reader, grid, bands, padded, tiling.batch_size, options.flip_tta)
 
 

@@ -61,10 +61,17 @@ def rows_from(maps: ClassMaps, start: int) -> ClassMaps:
 def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndarray, np.ndarray, list]:
     """Instance labels, connected building-region labels (both int32, 0 = background) and the
     regions' bounding boxes (``ndimage.find_objects``)."""
-    building = maps.building
-    regions, _ = ndimage.label(building, structure=_CROSS)
-    seeds, n_seeds = ndimage.label(maps.seeds, structure=_CROSS)
-    where = np.flatnonzero(maps.seeds)
+    regions, _ = ndimage.label(maps.building, structure=_CROSS)
+    boxes = ndimage.find_objects(regions)
+    return grow_instances(regions, boxes, maps.seeds, options), np.asarray(regions, dtype=np.int32), boxes
+
+
+def grow_instances(regions: np.ndarray, boxes: list, seed_mask: np.ndarray, options: VectorizeOptions) -> np.ndarray:
+    """Instance labels (int32, 0 = background) of the building ``regions`` (labels 1..n, their boxes): seeds
+    (``seed_mask`` inside the regions, the tiny ones dropped) grown into their regions."""
+    building = regions > 0
+    seeds, n_seeds = ndimage.label(seed_mask, structure=_CROSS)
+    where = np.flatnonzero(seed_mask)
     values = seeds.reshape(-1)[where]
     if n_seeds and options.min_seed_px > 1:  # drop tiny seeds, looking at seed pixels only
         small = np.bincount(values, minlength=n_seeds + 1) < options.min_seed_px
@@ -75,17 +82,13 @@ def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndar
             where, values = where[~drop], values[~drop]
     instances = np.asarray(seeds, dtype=np.int32)  # ndimage.label gives int32 already: no copy
     unassigned = building & (instances == 0)
-    # Grow seeds into the building mask one pixel ring at a time: a few rings over the whole
-    # array (most borders are thin), then region by region for what is left.
-    for _ in range(3):
-        if not _grow_once(instances, unassigned):
-            break
-    boxes = ndimage.find_objects(regions)
     if unassigned.any():
+        # A region with one seed instance is all that instance; a region with several grows them into the
+        # building mask one pixel ring at a time (most borders are thin), then gives what is left to the nearest.
         seeds_in = _seeds_per_region(values, regions.reshape(-1)[where], n_seeds, len(boxes) + 1)
         _fill_from_only_seed(instances, regions, unassigned, seeds_in)
         for region in np.flatnonzero(seeds_in.count > 1):
-            _fill_from_nearest_seed(instances, regions, unassigned, boxes[region - 1], region)
+            _grow_and_fill(instances, regions, unassigned, boxes[region - 1], region)
         # Building regions without any seed become one building each, numbered after the seeds
         # in the order of the regions (raster order, as ndimage.label would number them).
         seedless = seeds_in.count == 0
@@ -94,7 +97,7 @@ def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndar
         renumber[seedless] = int(instances.max()) + np.arange(1, int(seedless.sum()) + 1, dtype=np.int32)
         where = np.flatnonzero(unassigned)
         instances.reshape(-1)[where] = renumber[regions.reshape(-1)[where]]
-    return instances, np.asarray(regions, dtype=np.int32), boxes
+    return instances
 
 
 @dataclass
@@ -126,38 +129,29 @@ def _fill_from_only_seed(instances: np.ndarray, regions: np.ndarray, unassigned:
     unassigned.reshape(-1)[where[take]] = False
 
 
-def _fill_from_nearest_seed(instances: np.ndarray, regions: np.ndarray, unassigned: np.ndarray,
-                            box: tuple[slice, slice], region: int) -> None:
-    """Unassigned pixels of one region with several seed instances: the nearest seed pixel's."""
+def _grow_and_fill(instances: np.ndarray, regions: np.ndarray, unassigned: np.ndarray, box: tuple[slice, slice],
+                   region: int, rings: int = 3) -> None:
+    """Unassigned pixels of one region with several seed instances: up to ``rings`` rings of growth from the
+    seeds (4-neighbours), then the nearest seed pixel's instance for the rest."""
     inside = regions[box] == region
     fill = inside & unassigned[box]
     if not fill.any():
         return
-    own_seeds = np.where(inside, instances[box], 0)
+    part = instances[box]
+    for _ in range(rings):
+        grown = _dilate_cross(part)
+        take = fill & (grown > 0)
+        if not take.any():
+            break
+        part[take] = grown[take]
+        fill &= ~take
+    unassigned[box] &= ~(inside & ~fill)
+    if not fill.any():
+        return
+    own_seeds = np.where(inside, part, 0)
     nearest = ndimage.distance_transform_edt(own_seeds == 0, return_distances=False, return_indices=True)
     instances[box][fill] = own_seeds[nearest[0][fill], nearest[1][fill]]
     unassigned[box][fill] = False
-
-
-def _grow_once(instances: np.ndarray, unassigned: np.ndarray) -> bool:
-    """Give each unassigned pixel next to a labelled one (4-neighbourhood) that label; True if any changed.
-
-    A 4-neighbour of a building pixel that is building belongs to the same region, so growth never
-    crosses from one building region into another. Works on the bounding box of the unassigned
-    pixels only (plus one pixel), with four shifted maxima instead of a generic filter.
-    """
-    rows, cols = np.flatnonzero(unassigned.any(axis=1)), np.flatnonzero(unassigned.any(axis=0))
-    if not len(rows):
-        return False
-    box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
-    part, todo = instances[box], unassigned[box]
-    grown = _dilate_cross(part)
-    take = todo & (grown > 0)
-    if not take.any():
-        return False
-    part[take] = grown[take]
-    todo &= ~take
-    return True
 
 
 def _dilate_cross(values: np.ndarray) -> np.ndarray:

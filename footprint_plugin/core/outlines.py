@@ -1,14 +1,23 @@
-"""Outline clean-up in grid pixel units: hole filling, minimum area, simplification and right angles."""
+"""Outline clean-up in grid pixel units: hole filling, minimum area, simplification and right angles.
+
+:func:`clean_outlines` cleans the outlines of a whole strip at once on numpy arrays (:mod:`.rings`): the
+Douglas-Peucker simplification, the walls, the dominant directions, the right-angled candidates and their
+exact overlap with the outline. An outline the fast path cannot vouch for (one with holes, or a simplified
+ring that crosses itself) goes through :func:`clean_outline`, the same steps with shapely (GEOS), which also
+repairs invalid rings.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from shapely.geometry import Polygon
 from shapely.validation import make_valid
 
 from .buildings import VectorizeOptions
+from .rings import Rings, rectilinear_ious, ring_area, simple, simplify, starts_of
 
 # Chosen with tools/outline_shapes.py on the test split (docs/model_report.md, "Outlines").
 ORTHOGONAL_MIN_RUN_PX = 1.0  # wall pieces shorter than this merge into their neighbours (pixel steps)
@@ -138,3 +147,179 @@ def clean_outline(polygon: Polygon, pixel_area_m2: float, options: VectorizeOpti
     if polygon.area * pixel_area_m2 < options.min_area_m2:
         return None
     return polygon
+
+
+Outline = list  # closed rings (n, 2) in grid pixel units, the exterior first
+
+
+def clean_outlines(outlines: list[Outline], pixel_area_m2: float, options: VectorizeOptions) -> list[Outline | None]:
+    """:func:`clean_outline` for many outlines at once (traced pixel outlines: exterior first, then holes);
+    None where an outline is dropped (too small, or collapsed)."""
+    min_px = options.min_area_m2 / pixel_area_m2
+    holes_px = options.fill_holes_m2 / pixel_area_m2
+    results: list[Outline | None] = [None] * len(outlines)
+    fast: list[int] = []
+    for index, rings in enumerate(outlines):
+        areas = [abs(ring_area(ring)) for ring in rings]
+        if areas[0] - sum(areas[1:]) < min_px:
+            continue
+        kept = [ring for ring, area in zip(rings[1:], areas[1:]) if area >= holes_px]
+        if kept or options.regularize not in ("simplify", "orthogonal"):  # holes, or no simplification: GEOS
+            results[index] = _with_geos(Polygon(rings[0], kept), pixel_area_m2, options)
+        else:
+            fast.append(index)
+    if not fast:
+        return results
+    simplified = simplify(Rings.from_list([outlines[i][0] for i in fast]), options.simplify_px)
+    collapsed = simplified.lengths() < 4  # GEOS's simplifier drops such a ring
+    valid = simple(simplified) | collapsed
+    if options.regularize == "orthogonal":
+        shapes, _ = orthogonal_rings(simplified, ~collapsed & valid)
+    else:
+        shapes = simplified
+    areas = np.abs(shapes.areas())
+    for position, index in enumerate(fast):
+        if collapsed[position]:
+            continue
+        if not valid[position]:  # a simplified ring that crosses itself: GEOS repairs it
+            results[index] = _with_geos(Polygon(outlines[index][0]), pixel_area_m2, options)
+        elif areas[position] >= min_px:
+            results[index] = [shapes.ring(position)]
+    return results
+
+
+def orthogonal_rings(simplified: Rings, usable: np.ndarray, min_run: float = ORTHOGONAL_MIN_RUN_PX
+                     ) -> tuple[Rings, np.ndarray]:
+    """:func:`orthogonalize` for many rings at once: each simple ``simplified`` ring (where ``usable``), or its
+    right-angled version along the dominant direction of its walls (the ring simplified by
+    ``ORTHOGONAL_SIMPLIFY_PX``) where that is not degenerate and overlaps the ring by at least
+    ``ORTHOGONAL_MIN_IOU``. Returns the rings and where the right-angled version was taken."""
+    walls = simplify(simplified, ORTHOGONAL_SIMPLIFY_PX)
+    count = len(walls)
+    angles, origins = _directions(walls)
+    runs = _merged_runs(walls.rotated(-angles, origins), min_run)
+    per_ring = np.bincount(runs.owner, minlength=count)
+    usable = usable & (walls.lengths() >= 4) & (per_ring >= 4) & (per_ring % 2 == 0)
+    candidates = _corners(runs, per_ring)
+    closed = simple(candidates) & (candidates.areas() != 0)
+    usable &= closed
+    taken = np.zeros(count, bool)
+    if usable.any():
+        which = np.flatnonzero(usable)
+        ious = rectilinear_ious(candidates.subset(which), simplified.subset(which).rotated(-angles[which], origins[which]))
+        taken[which[ious >= ORTHOGONAL_MIN_IOU]] = True
+    if not taken.any():
+        return simplified, taken
+    turned_back = candidates.rotated(angles, origins)
+    pieces = [turned_back.ring(i) if taken[i] else simplified.ring(i) for i in range(count)]
+    return Rings.from_list(pieces), taken
+
+
+def _directions(walls: Rings) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dominant_direction` (degrees) and the mean corner of every ring."""
+    count = len(walls)
+    first, second, owner = walls.edges()
+    steps = walls.points[second] - walls.points[first]
+    lengths = np.hypot(steps[:, 0], steps[:, 1])
+    four = 4 * np.arctan2(steps[:, 1], steps[:, 0])
+    sin, cos = np.bincount(owner, lengths * np.sin(four), count), np.bincount(owner, lengths * np.cos(four), count)
+    total = np.bincount(owner, lengths, count)
+    angles = np.where(total > 0, np.degrees(np.arctan2(sin, cos)) / 4, 0.0)
+    distinct = np.ones(len(walls.points), bool)
+    distinct[walls.starts[1:] - 1] = False  # the repeated closing point
+    point_owner = walls.owners()[distinct]
+    corners = np.maximum(np.bincount(point_owner, minlength=count), 1)
+    origins = np.column_stack([np.bincount(point_owner, walls.points[distinct, 0], count) / corners,
+                               np.bincount(point_owner, walls.points[distinct, 1], count) / corners])
+    return angles, origins
+
+
+@dataclass
+class _Runs:
+    """Wall runs of many rings, ring by ring in order: the axis (0: along x), the length-weighted sum of the
+    wall's level and the length."""
+
+    owner: np.ndarray
+    axis: np.ndarray
+    weighted: np.ndarray
+    length: np.ndarray
+
+
+def _merged_runs(turned: Rings, min_run: float) -> _Runs:
+    """:func:`_axis_runs` then :func:`_merge_short_runs` of every ring (already turned to its axes)."""
+    first, second, owner = turned.edges()
+    step = turned.points[second] - turned.points[first]
+    length = np.hypot(step[:, 0], step[:, 1])
+    moving = length > 0
+    first, second, owner, step, length = first[moving], second[moving], owner[moving], step[moving], length[moving]
+    axis = (np.abs(step[:, 0]) < np.abs(step[:, 1])).astype(np.int64)
+    middle = (turned.points[first] + turned.points[second]) / 2
+    value = np.where(axis == 0, middle[:, 1], middle[:, 0])
+    new_run = np.ones(len(axis), bool)
+    new_run[1:] = (axis[1:] != axis[:-1]) | (owner[1:] != owner[:-1])
+    run_of = np.cumsum(new_run) - 1
+    runs = _Runs(owner[new_run], axis[new_run], np.bincount(run_of, value * length), np.bincount(run_of, length))
+    runs = _wrap(runs)
+    per_ring = np.bincount(runs.owner, minlength=len(turned))
+    short = np.bincount(runs.owner, runs.length < min_run, len(turned)) > 0
+    to_merge = np.flatnonzero(short & (per_ring > 4))
+    if len(to_merge):
+        runs = _merge_some(runs, to_merge, min_run)
+    return runs
+
+
+def _wrap(runs: _Runs) -> _Runs:
+    """A ring's last run joins its first when both lie on the same axis (the ring starts inside a wall)."""
+    count = int(runs.owner.max()) + 1 if len(runs.owner) else 0
+    per_ring = np.bincount(runs.owner, minlength=count)
+    starts = starts_of(per_ring)
+    first, last = starts[:-1], starts[1:] - 1
+    join = (per_ring > 1) & (runs.axis[first] == runs.axis[np.maximum(last, 0)])
+    if not join.any():
+        return runs
+    weighted, length = runs.weighted.copy(), runs.length.copy()
+    weighted[first[join]] += runs.weighted[last[join]]
+    length[first[join]] += runs.length[last[join]]
+    keep = np.ones(len(runs.owner), bool)
+    keep[last[join]] = False
+    return _Runs(runs.owner[keep], runs.axis[keep], weighted[keep], length[keep])
+
+
+def _merge_some(runs: _Runs, rings: np.ndarray, min_run: float) -> _Runs:
+    """:func:`_merge_short_runs` on the runs of ``rings``; the others unchanged."""
+    replaced = np.isin(runs.owner, rings)
+    merged = []
+    for ring in rings:
+        mine = np.flatnonzero(runs.owner == ring)
+        as_lists = [[int(runs.axis[i]), float(runs.weighted[i]), float(runs.length[i])] for i in mine]
+        merged += [(ring, *run) for run in _merge_short_runs(as_lists, min_run)]
+    owner = np.concatenate([runs.owner[~replaced], np.array([m[0] for m in merged], np.int64)])
+    order = np.argsort(owner, kind="stable")
+    return _Runs(owner[order],
+                 np.concatenate([runs.axis[~replaced], np.array([m[1] for m in merged], np.int64)])[order],
+                 np.concatenate([runs.weighted[~replaced], np.array([m[2] for m in merged])])[order],
+                 np.concatenate([runs.length[~replaced], np.array([m[3] for m in merged])])[order])
+
+
+def _corners(runs: _Runs, per_ring: np.ndarray) -> Rings:
+    """The corners where each run meets the next, as closed rings (empty for rings without runs)."""
+    level = runs.weighted / np.where(runs.length > 0, runs.length, 1.0)
+    starts = starts_of(per_ring)
+    following = np.arange(len(level)) + 1
+    has_runs = per_ring > 0
+    following[starts[1:][has_runs] - 1] = starts[:-1][has_runs]  # a ring's last run meets its first
+    nxt = level[following]
+    corners = np.where((runs.axis == 0)[:, None], np.column_stack([nxt, level]), np.column_stack([level, nxt]))
+    closed_lengths = per_ring + has_runs
+    closed_starts = starts_of(closed_lengths)
+    position = np.arange(closed_starts[-1]) - np.repeat(closed_starts[:-1], closed_lengths)
+    source = np.repeat(starts[:-1], closed_lengths) + np.where(position == np.repeat(per_ring, closed_lengths), 0, position)
+    return Rings(corners[source], closed_starts)
+
+
+def _with_geos(polygon: Polygon, pixel_area_m2: float, options: VectorizeOptions) -> Outline | None:
+    """:func:`clean_outline` (shapely) as rings."""
+    cleaned = clean_outline(polygon, pixel_area_m2, options)
+    if cleaned is None:
+        return None
+    return [np.asarray(cleaned.exterior.coords)] + [np.asarray(ring.coords) for ring in cleaned.interiors]

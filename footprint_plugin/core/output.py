@@ -106,7 +106,7 @@ class VectorFileWriter:
             with _QuietGdal() as quiet:  # GDAL's warnings (e.g. a Shapefile's on a full disk) are not printed
                 for building in buildings:
                     feature = ogr.Feature(self._definition)
-                    feature.SetGeometry(ogr.CreateGeometryFromWkb(building.geometry.wkb))
+                    feature.SetGeometry(ogr.CreateGeometryFromWkb(building.wkb))
                     feature.SetField("area_m2", round(float(building.area_m2), 2))
                     feature.SetField("score", round(float(building.score), 4))
                     if self._layer.CreateFeature(feature) != 0 or quiet.errors:

@@ -36,7 +36,7 @@ class ExtractionParameters:
     seed_threshold: float | None = None
     working_resolution_m: float | None = None  # model card's ground resolution when None
     instances: str = "three_class"  # "binary" ignores the border class (for comparison)
-    vectorize_workers: int = 1  # processes that polygonise; 1: in the run's own process
+    vectorize_workers: int | None = None  # processes that vectorise (1: the run's own); None: automatic
 
 
 def vectorize_options(parameters: ExtractionParameters, card: ModelCard) -> VectorizeOptions:
@@ -107,8 +107,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch_size", "int", None, "Batch size", "tiles per forward pass", minimum=1, maximum=1024,
            auto="about 1 Mpx on CUDA, 0.26 Mpx elsewhere"),
     Option("amp", "bool", True, "Float16 on CUDA", "float16 autocast on CUDA (off: float32, slower)"),
-    Option("vectorize_workers", "int", 1, "Vectorising processes", "processes that polygonise while the model runs "
-           "(1: in the run's own process; 2 or more pay off when a GPU runs the model)", minimum=1, maximum=64),
+    Option("vectorize_workers", "int", None, "Vectorising processes", "processes that turn the model's maps into "
+           "polygons, on that many cores (1: in the run's own process)", minimum=1, maximum=256,
+           auto="automatic: the cores less one when a GPU runs the model, else 1"),
 )
 OPTION = {option.name: option for option in OPTIONS}
 
@@ -154,4 +155,4 @@ def build_parameters(values: Mapping[str, Any], weights: str | None = None) -> E
                                 bands=pick["bands"], mask_threshold=pick["mask_threshold"],
                                 seed_threshold=pick["seed_threshold"],
                                 working_resolution_m=pick["working_resolution"],
-                                vectorize_workers=int(pick["vectorize_workers"]))
+                                vectorize_workers=pick["vectorize_workers"])

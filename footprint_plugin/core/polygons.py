@@ -1,70 +1,70 @@
-"""Instance labels to building polygons: one part of a strip at a time (in this process or a worker)."""
+"""Instance labels to building polygons: traced outlines, cleaned, as WKB in the CRS."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
 
 import numpy as np
 from rasterio.features import shapes
-from scipy import ndimage
-from shapely import affinity
-from shapely.geometry import Polygon, shape
 
 from .buildings import Building, VectorizeOptions
-from .outlines import clean_outline
+from .outlines import clean_outlines
+from .rings import ring_area
 
 
-def split_columns(labels: np.ndarray, count: int, pieces: int) -> list[int]:
-    """Column cuts [0, ..., width] into at most ``pieces`` parts of about equal width that no
-    labelled instance crosses (``count`` = largest label + 1)."""
-    width = labels.shape[1]
-    if pieces <= 1 or width < 2 * pieces:
-        return [0, width]
-    crossing = np.zeros(width + 1, np.int64)  # crossing[c] > 0: some instance has pixels in c - 1 and c
-    for box in ndimage.find_objects(labels, max_label=count - 1):
-        if box is not None and box[1].stop - box[1].start > 1:
-            crossing[box[1].start + 1] += 1
-            crossing[box[1].stop] -= 1
-    free = np.flatnonzero(np.cumsum(crossing)[1:width] == 0) + 1
-    cuts = [0]
-    for target in (width * i // pieces for i in range(1, pieces)):
-        if len(free):
-            cut = int(free[np.argmin(np.abs(free - target))])
-            if cuts[-1] < cut < width:
-                cuts.append(cut)
-    return cuts + [width]
+def polygonise(labels: np.ndarray, partial: np.ndarray, scores: np.ndarray, matrix: tuple[float, ...],
+               pixel_area_m2: float, options: VectorizeOptions, origin: tuple[int, int] = (0, 0)
+               ) -> tuple[list[Building], np.ndarray]:
+    """The buildings of the instance ``labels`` (0: nothing) and the label of each: their traced outlines cleaned
+    (:func:`.outlines.clean_outlines`), in the CRS of the pixel -> CRS affine ``matrix`` (a, b, d, e, xoff, yoff),
+    with ground area and ``scores`` (per label); ``partial`` (per label) keeps every piece of an instance, not
+    only the largest. ``origin`` (column, row) is where ``labels`` lies in the pixels ``matrix`` maps: the
+    outlines are cleaned there, so that they come out the same from any window of the same pixels."""
+    outlines, values = traced_outlines(labels, partial)
+    if origin != (0, 0):
+        shift = np.array(origin, np.float64)
+        outlines = [[ring + shift for ring in rings] for rings in outlines]
+    cleaned = clean_outlines(outlines, pixel_area_m2, options)
+    a, b, d, e, xoff, yoff = matrix
+    buildings, kept = [], []
+    for rings, value in zip(cleaned, values):
+        if rings is None:
+            continue
+        kept.append(value)
+        area = abs(ring_area(rings[0])) - sum(abs(ring_area(ring)) for ring in rings[1:])
+        crs_rings = [np.column_stack([a * ring[:, 0] + b * ring[:, 1] + xoff, d * ring[:, 0] + e * ring[:, 1] + yoff])
+                     for ring in rings]
+        buildings.append(Building.from_wkb(polygon_wkb(crs_rings), area * pixel_area_m2, float(scores[value])))
+    return buildings, np.asarray(kept, np.int64)
 
 
-@dataclass
-class PolygonJob:
-    """One part of a strip to turn into buildings: the instance labels of the pixels to emit (0
-    elsewhere), per-label flags and scores, and the part's pixel -> CRS affine (a, b, d, e, x, y)."""
-
-    labels: np.ndarray
-    partial: np.ndarray  # bool per label: keep every piece, not only the largest
-    scores: np.ndarray  # mean building probability per label
-    matrix: tuple[float, ...]
-    pixel_area_m2: float
-    options: VectorizeOptions
-
-
-def polygonise(job: PolygonJob) -> list[Building]:
-    """The buildings of a :class:`PolygonJob` (runs in this process or in a vectorising worker)."""
-    parts: dict[int, list[Polygon]] = {}
-    for geom, value in shapes(job.labels, mask=job.labels > 0, connectivity=4):
-        polygon = shape(geom)
+def traced_outlines(labels: np.ndarray, partial: np.ndarray) -> tuple[list[list[np.ndarray]], list[int]]:
+    """The pixel outline of each instance of ``labels`` (rings: exterior, then holes) and its label: the largest
+    piece of an instance, or every piece where ``partial`` says so."""
+    pieces: dict[int, list[tuple[float, list[np.ndarray]]]] = {}
+    for geom, value in shapes(labels, mask=labels > 0, connectivity=4):
+        rings = [np.asarray(ring, dtype=np.float64) for ring in geom["coordinates"]]
+        area = abs(ring_area(rings[0])) - sum(abs(ring_area(ring)) for ring in rings[1:])
         value = int(value)
-        if value not in parts:
-            parts[value] = [polygon]
-        elif job.partial[value]:
-            parts[value].append(polygon)
-        elif polygon.area > parts[value][0].area:
-            parts[value] = [polygon]
-    buildings = []
-    for value, pieces in parts.items():
-        for polygon in pieces:
-            polygon = clean_outline(polygon, job.pixel_area_m2, job.options)
-            if polygon is not None:
-                buildings.append(Building(affinity.affine_transform(polygon, list(job.matrix)),
-                                          polygon.area * job.pixel_area_m2, float(job.scores[value])))
-    return buildings
+        if value not in pieces:
+            pieces[value] = [(area, rings)]
+        elif partial[value]:
+            pieces[value].append((area, rings))
+        elif area > pieces[value][0][0]:
+            pieces[value] = [(area, rings)]
+    outlines, values = [], []
+    for value, found in pieces.items():
+        for _, rings in found:
+            outlines.append(rings)
+            values.append(value)
+    return outlines, values
+
+
+def polygon_wkb(rings: list[np.ndarray]) -> bytes:
+    """A polygon's WKB (little-endian) from its closed rings."""
+    parts = [struct.pack("<BII", 1, 3, len(rings))]
+    for ring in rings:
+        parts.append(struct.pack("<I", len(ring)))
+        parts.append(np.ascontiguousarray(ring, dtype="<f8").tobytes())
+    return b"".join(parts)
+

@@ -1,25 +1,43 @@
 """Strips of class maps in, buildings out: the streaming vectoriser.
 
-The thresholded class maps (:class:`.instances.ClassMaps`) arrive strip by strip; a building is emitted
-once the whole connected building region it belongs to has arrived, so a building that crosses a tile or
-strip boundary is one polygon. In column blocks of a wide raster, :class:`ClaimMask` records which pixels a
-block emitted beyond its own columns, so that the next block skips them.
+The thresholded class maps (:class:`.instances.ClassMaps`) arrive strip by strip into a buffer; a building
+is emitted once the whole connected building region it belongs to has arrived, so a building that crosses
+a tile or strip boundary is one polygon. Each strip runs the two stages of :mod:`.pieces`: the regions are
+labelled in column pieces and joined across the cuts, the complete ones are chosen here, and their
+buildings are made in jobs of about equal size. With a pool of vectorising workers both stages run on every
+core, the workers reading the buffer from shared memory; this process only routes pieces and jobs. In column
+blocks of a wide raster (:class:`BlockEmission`), :class:`ClaimMask` records which pixels a block emitted
+beyond its own columns, so that the next block skips them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio.transform import Affine
 
 from .buildings import Building, VectorizeOptions
-from .instances import ClassMaps, class_maps, join_rows, label_instances, rows_from
-from .polygons import PolygonJob, polygonise, split_columns
+from .instances import ClassMaps, class_maps
+from .pieces import (
+    BuildingsJob,
+    BuildingsResult,
+    Emission,
+    RegionJob,
+    Regions,
+    group_regions,
+    join_regions,
+    label_regions,
+    vectorize_regions,
+)
+from .strip_buffer import LocalStripBuffer, SharedStripBuffer
 
 if TYPE_CHECKING:
     from .workers import VectorizeWorkers
+
+JOBS_PER_WORKER = 4  # more jobs than workers, so that one slow job does not hold the others up
 
 
 class ClaimMask:
@@ -33,151 +51,179 @@ class ClaimMask:
         self.column_start, self.column_end = column_start, column_end
         self._bits = np.zeros((height, (column_end - column_start + 7) // 8), np.uint8)
 
-    def mark(self, row: int, mask: np.ndarray) -> None:
-        """OR ``mask`` (rows, column_end - column_start) into the claims from grid row ``row``."""
-        self._bits[row : row + len(mask)] |= np.packbits(mask, axis=1)
+    def mark(self, row: int, mask: np.ndarray, column: int | None = None) -> None:
+        """OR ``mask`` (rows, columns) into the claims from grid row ``row`` and grid column ``column``
+        (default: the claims' first)."""
+        column = self.column_start if column is None else column
+        rows = len(mask)
+        current = self.get(row, rows)
+        first, end = max(column, self.column_start), min(column + mask.shape[1], self.column_end)
+        if end <= first:
+            return
+        current[:, first - self.column_start : end - self.column_start] |= mask[:, first - column : end - column]
+        self._bits[row : row + rows] = np.packbits(current, axis=1)
 
     def get(self, row: int, rows: int) -> np.ndarray:
         return np.unpackbits(self._bits[row : row + rows], axis=1, count=self.column_end - self.column_start).astype(bool)
 
 
+@dataclass
+class BlockEmission:
+    """One column block of a wide raster, in the block's own columns (see :func:`.blocks.plan_column_blocks`):
+    it emits pixels in [``owned_columns[0]``, ``emit_end``) only, leaves regions that start right of its own
+    columns to the next block, skips the pixels the block on the left emitted (``claimed``) and records what
+    it emits right of its own columns in ``claims``. So every pixel is emitted once, and a building that
+    crosses a block boundary is one polygon unless it reaches beyond ``emit_end``."""
+
+    owned_columns: tuple[int, int]
+    emit_end: int
+    column_offset: int  # the block's first grid column
+    claimed: ClaimMask | None = None
+    claims: ClaimMask | None = None
+
+    def for_piece(self, top: int, rows: int, first: int, end: int) -> Emission:
+        """The rules for the piece of columns [first, end) of rows [top, top + rows), in the piece's columns."""
+        claimed = None
+        if self.claimed is not None:
+            start = self.claimed.column_start - self.column_offset
+            stop = self.claimed.column_end - self.column_offset
+            if start < end and stop > first:
+                claimed = np.zeros((rows, end - first), bool)
+                bits = self.claimed.get(top, rows)
+                lo, hi = max(start, first), min(stop, end)
+                claimed[:, lo - first : hi - first] = bits[:, lo - start : hi - start]
+        claims_start = None
+        if self.claims is not None and end > self.claims.column_start - self.column_offset:
+            claims_start = max(0, self.claims.column_start - self.column_offset - first)
+        return Emission(self.owned_columns[0] - first, self.emit_end - first, claimed, claims_start)
+
+
 class StripVectorizer:
     """Turns strips of class maps (top to bottom) into :class:`Building` objects.
 
-    Keeps the rows of building regions that may still continue below; a region
-    is emitted when it no longer touches the newest row.
-
-    For one column block of a wide raster (see ``blocks.plan_column_blocks``;
-    columns here are the block's own, ``column_offset`` is its first grid column):
-    the block emits pixels in columns [``owned_columns[0]``, ``emit_end``) only.
-    Regions that start right of its own columns are left to the next block;
-    pixels the block on the left emitted (``claimed``) are skipped; what this block
-    emits right of its own columns is recorded in ``claims`` for the next block.
-    So every pixel is emitted once, and a building that crosses a block boundary
-    is one polygon unless it reaches beyond ``emit_end``.
+    Keeps the rows of building regions that may still continue below; a region is emitted when it no longer
+    touches the newest row (and no unfinished region starts above it). ``block`` sets the emission rules of
+    one column block of a wide raster; ``pool`` runs the pieces and jobs in worker processes. The buildings of
+    each strip come out in the raster order of their first pixel, whatever the number of workers.
     """
 
     def __init__(self, transform: Affine, pixel_area_m2: float, width: int, options: VectorizeOptions,
-                 warn: Callable[[str], None] | None = None, owned_columns: tuple[int, int] | None = None,
-                 emit_end: int | None = None, column_offset: int = 0, claimed: ClaimMask | None = None,
-                 claims: ClaimMask | None = None, pool: VectorizeWorkers | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, block: BlockEmission | None = None,
+                 pool: VectorizeWorkers | None = None) -> None:
         options.validate()
-        self.pool = pool  # vectorising worker processes; None: all in this thread
-        self.workers = pool.count if pool is not None else 1
-        self._pending: list = []  # futures of the parts the workers polygonise
-        self.owned_columns = owned_columns or (0, width)
-        self.emit_end = width if emit_end is None else emit_end
-        self.column_offset = column_offset
-        self.claimed, self.claims = claimed, claims
-        self._in_blocks = self.owned_columns != (0, width) or self.emit_end != width or claimed is not None
-        self.transform = transform
-        self.pixel_area_m2 = pixel_area_m2
-        self.width = width
-        self.options = options
+        self.transform, self.pixel_area_m2, self.width, self.options = transform, pixel_area_m2, width, options
         self.warn = warn
-        self._maps = ClassMaps.zeros(0, width)
+        self.block = block
+        self.pool = pool
+        self._buffer = SharedStripBuffer(width) if pool is not None else LocalStripBuffer(width)
         self._top = 0  # grid row of the buffer's first row
         self._owned_from = 0  # regions starting above this row were emitted already
         self._warned_cut = False
         self._warned_wide = False
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows held for regions that may continue below."""
+        return self._buffer.rows
 
     def add(self, row_start: int, building: np.ndarray, interior: np.ndarray, last: bool) -> list[Building]:
         """The buildings completed by a strip of probabilities: P(interior) + P(border), and P(interior)."""
         return self.add_maps(row_start, class_maps(building, interior, self.options), last)
 
     def add_maps(self, row_start: int, maps: ClassMaps, last: bool) -> list[Building]:
-        """The buildings completed by a strip of thresholded maps (:func:`class_maps`)."""
-        if row_start != self._top + len(self._maps):
+        """The buildings completed by a strip of thresholded maps (:func:`.instances.class_maps`)."""
+        if row_start != self._top + self._buffer.rows:
             raise ValueError("strips must arrive in order without gaps")
-        self._maps = join_rows(self._maps, maps) if len(self._maps) else maps
-        rows = len(self._maps)
+        self._buffer.append(maps)
+        rows = self._buffer.rows
         end = self._top + rows
         max_rows = max(1024, min(self.options.max_buffer_rows, self.options.max_buffer_pixels // max(1, self.width)))
         forced = rows > max_rows and not last
         if forced:
             last = True  # bound memory: cut regions taller than the buffer
-            if self.warn and not self._warned_cut:
-                self.warn(f"A building region is taller than {max_rows} px; it is cut there.")
-                self._warned_cut = True
-        instances, regions, region_slices = label_instances(self._maps, self.options)
-        owned_until = end
-        region_top = np.zeros(len(region_slices) + 1, np.int64)
-        region_left = np.zeros(len(region_slices) + 1, np.int64)
-        region_right = np.zeros(len(region_slices) + 1, np.int64)
-        for index, box in enumerate(region_slices, start=1):
-            top = self._top + box[0].start
-            region_top[index] = top
-            region_left[index], region_right[index] = box[1].start, box[1].stop
-            if not last and box[0].stop == rows and top >= self._owned_from:
-                owned_until = min(owned_until, top)
-        emit_region = (region_top >= self._owned_from) & (region_top < owned_until)
-        emit_region &= region_left < self.owned_columns[1]  # the next block owns regions starting right of ours
-        emit_region[0] = False
-        if self.warn and not self._warned_wide and (emit_region & (region_right > self.emit_end)).any():
-            self.warn("A building region reaches further into the next processing block than the blocks overlap; "
-                      "it is cut there.")
-            self._warned_wide = True
-        buildings = self._polygons(instances, regions, emit_region, last)
+            self._warn_once("_warned_cut", f"A building region is taller than {max_rows} px; it is cut there.")
+        labelled, joined, owner = self._regions()
+        emit, owned_until = self._choose(joined, rows, last)
+        buildings = self._buildings(labelled, joined, owner, np.flatnonzero(emit))
         self._owned_from = owned_until
-        # Keep one row above the unowned part: pieces of emitted regions start there and are skipped.
+        # Keep one row above the unfinished part: pieces of emitted regions start there and are skipped.
         # After a forced cut nothing is kept, so what continues below starts as a new region.
         keep_from = end if forced else max(self._top, owned_until - 1)
-        cut = keep_from - self._top
-        self._maps = rows_from(self._maps, cut)
+        self._buffer.drop(keep_from - self._top)
         self._top = keep_from
         return buildings
 
-    def _emit_mask(self, candidates: np.ndarray) -> np.ndarray:
-        """Of the instance pixels of emitted regions: those in this block's columns not claimed yet."""
-        if not self._in_blocks:
-            return candidates
-        mask = candidates.copy()
-        mask[:, : self.owned_columns[0]] = False
-        mask[:, self.emit_end :] = False
-        if self.claimed is not None:
-            start = self.claimed.column_start - self.column_offset
-            stop = self.claimed.column_end - self.column_offset
-            mask[:, start:stop] &= ~self.claimed.get(self._top, len(mask))
-        if self.claims is not None:
-            start = self.claims.column_start - self.column_offset
-            self.claims.mark(self._top, mask[:, start : self.claims.column_end - self.column_offset])
-        return mask
+    def _regions(self) -> tuple[Regions, Regions, np.ndarray]:
+        """Stage 1: the buffer's building regions as labelled in column pieces, the regions joined across the
+        cuts, and for each labelled region the joined one it belongs to."""
+        pieces = self.pool.count if self.pool is not None else 1
+        cuts = [self.width * i // pieces for i in range(pieces + 1)]
+        view = self._buffer.view()
+        jobs = [RegionJob(view, (first, end)) for first, end in zip(cuts[:-1], cuts[1:]) if end > first]
+        labelled = Regions.join(self._run(label_regions, jobs))
+        joined, owner = join_regions(labelled, self._buffer.labels(), cuts)
+        return labelled, joined, owner
 
-    def _polygons(self, instances: np.ndarray, regions: np.ndarray, emit_region: np.ndarray,
-                  last: bool) -> list[Building]:
-        """The emitted buildings. With worker processes, a strip's parts are polygonised while this
-        thread labels the next strip: the buildings come out one call later (all of them by ``last``)."""
-        candidates = emit_region[regions] & (instances > 0)
-        emit_mask = self._emit_mask(candidates)
-        if not emit_mask.any():
-            return self._collect() if last else []
-        emitted = instances[emit_mask]
-        sums = np.bincount(emitted, weights=self._maps.probability[emit_mask]) / 255.0
-        pixels = np.bincount(emitted)
-        # Instances cut by a block edge or partly emitted by the block on the left may fall apart
-        # into pieces: all of them are kept; otherwise stray specks of an instance are dropped.
-        partial = np.zeros(len(pixels), bool)
-        if emit_mask is not candidates:
-            partial = pixels < np.bincount(instances[candidates], minlength=len(pixels))[: len(pixels)]
-        labels = np.where(emit_mask, instances, 0)
-        scores = sums / np.maximum(pixels, 1)
-        to_crs = self.transform * Affine.translation(0, self._top)
+    def _choose(self, regions: Regions, rows: int, last: bool) -> tuple[np.ndarray, int]:
+        """Which regions are emitted now: those that start at or below the rows already done, are complete,
+        and start above the first unfinished one (and, in a column block, start in its own columns)."""
+        top = regions.top + self._top
+        fresh = top >= self._owned_from
+        unfinished = fresh & (regions.bottom == rows) if not last else np.zeros(len(top), bool)
+        owned_until = int(top[unfinished].min()) if unfinished.any() else self._top + rows
+        emit = fresh & (top < owned_until)
+        if self.block is not None:
+            emit &= regions.left < self.block.owned_columns[1]  # the next block owns regions starting right of ours
+            if (emit & (regions.right > self.block.emit_end)).any():
+                self._warn_once("_warned_wide", "A building region reaches further into the next processing block "
+                                                "than the blocks overlap; it is cut there.")
+        return emit, owned_until
+
+    def _buildings(self, labelled: Regions, joined: Regions, owner: np.ndarray, emitted: np.ndarray) -> list[Building]:
+        """Stage 2: the buildings of the ``emitted`` joined regions, in jobs of about equal size; the strip's
+        buildings in the raster order of their first pixel."""
+        jobs_wanted = JOBS_PER_WORKER * self.pool.count if self.pool is not None else 1
+        groups = [emitted[group] for group in group_regions(joined.take(emitted), jobs_wanted)]
+        job_of = np.full(len(joined.labels), -1)
+        number = np.zeros(len(joined.labels), np.int64)
+        for index, group in enumerate(groups):
+            job_of[group] = index
+            number[group] = np.arange(1, len(group) + 1)
+        labelled_job = job_of[owner]
+        view = self._buffer.view()
         jobs = []
-        cuts = split_columns(labels, len(pixels), self.workers)
-        for start, stop in zip(cuts[:-1], cuts[1:]):
-            piece = to_crs * Affine.translation(start, 0)
-            jobs.append(PolygonJob(np.ascontiguousarray(labels[:, start:stop]), partial, scores,
-                                   (piece.a, piece.b, piece.d, piece.e, piece.xoff, piece.yoff),
-                                   self.pixel_area_m2, self.options))
-        if self.pool is None:
-            return [building for job in jobs for building in polygonise(job)]
-        done = self._collect()
-        self._pending = [self.pool.submit(polygonise, job) for job in jobs]
-        return done + self._collect() if last else done
-
-    def _collect(self) -> list[Building]:
-        """The buildings of every part handed to the workers and not returned yet (waits for them)."""
-        if self.pool is None:
+        for index, group in enumerate(groups):
+            mine = labelled_job == index  # the labels of the pieces' regions that make up this job's regions
+            box = (int(joined.top[group].min()), int(joined.bottom[group].max()), int(joined.left[group].min()),
+                   int(joined.right[group].max()))
+            emission = self.block.for_piece(self._top + box[0], box[1] - box[0], box[2], box[3]) if self.block else None
+            jobs.append(BuildingsJob(view, box, labelled.labels[mine], number[owner[mine]],
+                                     self.transform * Affine.translation(0, self._top), self.pixel_area_m2,
+                                     self.options, emission))
+        results: list[BuildingsResult] = self._run(vectorize_regions, jobs)
+        buildings, order = [], []
+        for job, result in zip(jobs, results):
+            buildings += result.buildings
+            order.append(result.order)
+            if result.claims is not None:  # in grid columns from the job's claims_start on
+                column = self.block.column_offset + job.box[2] + job.emission.claims_start
+                self.block.claims.mark(self._top + job.box[0], result.claims, column)
+        if not buildings:
             return []
-        pending, self._pending = self._pending, []
-        return [building for future in pending for building in self.pool.result(future)]
+        return [buildings[i] for i in np.argsort(np.concatenate(order), kind="stable")]
+
+    def _run(self, function, jobs: list) -> list:
+        """The jobs' results in order: here, or in the workers."""
+        if self.pool is None:
+            return [function(job) for job in jobs]
+        futures = [self.pool.submit(function, job) for job in jobs]
+        return [self.pool.result(future) for future in futures]
+
+    def _warn_once(self, flag: str, message: str) -> None:
+        if self.warn and not getattr(self, flag):
+            self.warn(message)
+            setattr(self, flag, True)
+
+    def close(self) -> None:
+        """Release the buffer (its shared memory)."""
+        self._buffer.close()

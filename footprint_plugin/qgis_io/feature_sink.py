@@ -45,7 +45,7 @@ class FeatureSinkAdapter:
         for building in buildings:
             feature = QgsFeature(self.fields)
             geometry = QgsGeometry()
-            geometry.fromWkb(building.geometry.wkb)
+            geometry.fromWkb(building.wkb)
             feature.setGeometry(geometry)
             feature.setAttributes([round(float(building.area_m2), 2), round(float(building.score), 4)])
             features.append(feature)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from tools.bench import mosaic_vrt, time_forward  # noqa: E402
+from tools.bench import time_forward  # noqa: E402
+from tools.mosaics import mosaic_vrt  # noqa: E402
 
 COMMON = ["--class-weights", "0.2,0.35,0.45", "--dice", "0.5", "--threads", "2", "--workers", "4"]
 RUNS = {  # name -> (train arguments, chips per epoch)

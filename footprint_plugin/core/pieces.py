@@ -1,0 +1,224 @@
+"""The two stages of vectorising the strip buffer, each in pieces that run here or in vectorising workers.
+
+1. **Regions** (:func:`label_regions`): each column piece of the buffer labels its connected building
+   regions into the buffer's label plane (labels of one piece never collide with another's), and reports
+   their boxes, first pixels and sizes. The vectoriser joins the regions that cross a cut between pieces
+   (:func:`join_regions`), decides which regions are complete, and groups those into jobs of about equal
+   size.
+2. **Buildings** (:func:`vectorize_regions`): a job's regions, and nothing else in its box, get their seeds,
+   their instances (seeds grown into the region), polygons and outlines.
+
+No stage looks at a whole strip in one process, and the buildings do not depend on how the buffer was cut:
+each region is labelled, grown and outlined alike whatever piece or job it falls into. In shared memory
+(:class:`.strip_buffer.SharedStripBuffer`) a job finds the planes by name (:class:`.strip_buffer.BufferView`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.transform import Affine
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .buildings import Building, VectorizeOptions
+from .instances import grow_instances
+from .polygons import polygonise
+from .strip_buffer import BufferView
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+# ----------------------------------------------------------------------------- stage 1: regions
+
+
+@dataclass
+class RegionJob:
+    buffer: BufferView
+    columns: tuple[int, int]
+
+
+@dataclass
+class Regions:
+    """Building regions by label: their boxes in buffer rows and columns ([top, bottom), [left, right)), the
+    raster-order index (row * width + column) of their first pixel, and their pixel counts."""
+
+    labels: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    first: np.ndarray
+    pixels: np.ndarray
+    cpu_seconds: float = 0.0
+
+    @classmethod
+    def join(cls, parts: list[Regions]) -> Regions:
+        return cls(*(np.concatenate([getattr(part, name) for part in parts])
+                     for name in ("labels", "top", "bottom", "left", "right", "first", "pixels")))
+
+    def take(self, index: np.ndarray) -> Regions:
+        return Regions(*(getattr(self, name)[index] for name in ("labels", "top", "bottom", "left", "right", "first",
+                                                                 "pixels")))
+
+
+def label_regions(job: RegionJob) -> Regions:
+    """Label the building regions of one column piece into the label plane; their boxes, first pixels, sizes."""
+    started = time.process_time()
+    building, _, _, labels = job.buffer.planes()
+    first, end = job.columns
+    local, count = ndimage.label(building[:, first:end], structure=_CROSS)
+    base = first * job.buffer.rows  # more than any label of the pieces to the left can reach
+    labels[:, first:end] = np.where(local > 0, local + base, 0)
+    boxes = ndimage.find_objects(local)
+    top = np.fromiter((box[0].start for box in boxes), np.int64, count)
+    bottom = np.fromiter((box[0].stop for box in boxes), np.int64, count)
+    left = np.fromiter((box[1].start for box in boxes), np.int64, count) + first
+    right = np.fromiter((box[1].stop for box in boxes), np.int64, count) + first
+    flat = local.reshape(-1)
+    where = np.flatnonzero(flat)
+    firsts = np.zeros(count + 1, np.int64)
+    firsts[flat[where][::-1]] = where[::-1]  # the last write wins: each region's first pixel
+    rows, columns = np.divmod(firsts[1:], end - first)
+    pixels = np.bincount(flat[where], minlength=count + 1)[1:]
+    return Regions(np.arange(1, count + 1, dtype=np.int64) + base, top, bottom, left, right,
+                   rows * job.buffer.width + columns + first, pixels, time.process_time() - started)
+
+
+def join_regions(regions: Regions, labels: np.ndarray, cuts: list[int]) -> tuple[Regions, np.ndarray]:
+    """Regions that cross the cuts between pieces joined into one (labelled by their smallest label): the
+    joined regions, and for each input region the index of the joined region it belongs to."""
+    pairs = []
+    for cut in cuts[1:-1]:
+        left, right = labels[:, cut - 1], labels[:, cut]
+        touching = (left > 0) & (right > 0)
+        if touching.any():
+            pairs.append(np.column_stack([left[touching], right[touching]]))
+    index = np.arange(len(regions.labels))
+    if not pairs:
+        return regions, index
+    edges = np.unique(np.concatenate(pairs), axis=0)
+    a, b = np.searchsorted(regions.labels, edges[:, 0]), np.searchsorted(regions.labels, edges[:, 1])  # sorted labels
+    count = len(regions.labels)
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(count, count))
+    _, component = connected_components(graph, directed=False)
+    groups, owner = np.unique(component, return_inverse=True)
+    joined = Regions(np.full(len(groups), np.iinfo(np.int64).max), np.full(len(groups), np.iinfo(np.int64).max),
+                     np.zeros(len(groups), np.int64), np.full(len(groups), np.iinfo(np.int64).max),
+                     np.zeros(len(groups), np.int64), np.full(len(groups), np.iinfo(np.int64).max),
+                     np.zeros(len(groups), np.int64))
+    np.minimum.at(joined.labels, owner, regions.labels)
+    np.minimum.at(joined.top, owner, regions.top)
+    np.maximum.at(joined.bottom, owner, regions.bottom)
+    np.minimum.at(joined.left, owner, regions.left)
+    np.maximum.at(joined.right, owner, regions.right)
+    np.minimum.at(joined.first, owner, regions.first)
+    np.add.at(joined.pixels, owner, regions.pixels)
+    return joined, owner
+
+
+# ----------------------------------------------------------------------------- stage 2: buildings
+
+
+@dataclass
+class Emission:
+    """The column block's rules for one job, in the job box's columns (see :class:`.vectorize.BlockEmission`)."""
+
+    emit_start: int  # pixels left of this column are not emitted here
+    emit_end: int  # nor pixels at or right of this one
+    claimed: np.ndarray | None = None  # (rows, columns) pixels the block on the left emitted already
+    claims_start: int | None = None  # report the emitted pixels from this column on (the next block skips them)
+
+
+@dataclass
+class BuildingsJob:
+    """Regions to turn into buildings: the labels (in the label plane) of each, inside a box of the buffer."""
+
+    buffer: BufferView
+    box: tuple[int, int, int, int]  # top, bottom, left, right in buffer rows and columns
+    members: np.ndarray  # sorted labels found in the label plane that belong to the job's regions
+    member_region: np.ndarray  # the job's region (1..n) each of those labels belongs to
+    to_crs: Affine  # pixel -> CRS of the buffer's (0, 0)
+    pixel_area_m2: float
+    options: VectorizeOptions
+    emission: Emission | None = None
+
+
+@dataclass
+class BuildingsResult:
+    buildings: list[Building]
+    order: np.ndarray  # per building: the buffer raster-order index of its instance's first pixel
+    claims: np.ndarray | None = None  # emitted pixels from the emission's claims_start on (rows, columns)
+    cpu_seconds: float = 0.0  # of this job, in the process that ran it
+
+
+def vectorize_regions(job: BuildingsJob) -> BuildingsResult:
+    """Seeds, instances, polygons and outlines of the job's regions."""
+    started = time.process_time()
+    _, seed_plane, probability_plane, label_plane = job.buffer.planes()
+    top, bottom, left, right = job.box
+    box = (slice(top, bottom), slice(left, right))
+    found = label_plane[box]
+    spot = np.clip(np.searchsorted(job.members, found), 0, len(job.members) - 1)
+    regions = np.where(job.members[spot] == found, job.member_region[spot], 0).astype(np.int32)
+    instances = grow_instances(regions, ndimage.find_objects(regions), seed_plane[box] & (regions > 0), job.options)
+    candidates = instances > 0
+    emit_mask, claims = _emit_mask(candidates, job.emission)
+    if not emit_mask.any():
+        return BuildingsResult([], np.zeros(0, np.int64), claims, time.process_time() - started)
+    emitted = instances[emit_mask]
+    sums = np.bincount(emitted, weights=probability_plane[box][emit_mask]) / 255.0
+    pixels = np.bincount(emitted)
+    # Instances cut by a block edge or partly emitted by the block on the left may fall apart into pieces:
+    # all of them are kept; otherwise stray specks of an instance are dropped.
+    partial = np.zeros(len(pixels), bool)
+    if job.emission is not None:
+        partial = pixels < np.bincount(instances[candidates], minlength=len(pixels))[: len(pixels)]
+    labels = np.where(emit_mask, instances, 0)
+    to_crs = job.to_crs
+    matrix = (to_crs.a, to_crs.b, to_crs.d, to_crs.e, to_crs.xoff, to_crs.yoff)
+    buildings, values = polygonise(labels, partial, sums / np.maximum(pixels, 1), matrix, job.pixel_area_m2,
+                                   job.options, origin=(left, top))
+    firsts = _first_pixels(labels, len(pixels))
+    rows, columns = np.divmod(firsts[values], right - left)
+    order = (rows + top) * job.buffer.width + columns + left
+    return BuildingsResult(buildings, order, claims, time.process_time() - started)
+
+
+def _first_pixels(labels: np.ndarray, count: int) -> np.ndarray:
+    """Per label: the raster-order index of its first pixel in ``labels``."""
+    flat = labels.reshape(-1)
+    where = np.flatnonzero(flat)
+    firsts = np.zeros(count, np.int64)
+    firsts[flat[where][::-1]] = where[::-1]
+    return firsts
+
+
+def _emit_mask(candidates: np.ndarray, emission: Emission | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Of the instance pixels: those in the block's columns not claimed yet; and the part of them from
+    ``claims_start`` on."""
+    if emission is None:
+        return candidates, None
+    mask = candidates.copy()
+    mask[:, : max(emission.emit_start, 0)] = False
+    mask[:, max(emission.emit_end, 0) :] = False
+    if emission.claimed is not None:
+        mask &= ~emission.claimed
+    claims = mask[:, emission.claims_start :].copy() if emission.claims_start is not None else None
+    return mask, claims
+
+
+def group_regions(regions: Regions, jobs: int) -> list[np.ndarray]:
+    """The regions split into at most ``jobs`` groups of neighbouring regions (by their left column) with
+    about equal pixel counts; indexes into ``regions``."""
+    if not len(regions.labels):
+        return []
+    order = np.argsort(regions.left, kind="stable")
+    if jobs <= 1:
+        return [order]
+    weight = np.cumsum(regions.pixels[order])
+    cuts = np.searchsorted(weight, weight[-1] * np.arange(1, jobs) / jobs)
+    return [group for group in np.split(order, np.unique(cuts)) if len(group)]
