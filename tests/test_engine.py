@@ -83,7 +83,6 @@ def test_tiles_lie_on_one_lattice_whatever_the_tile_size():
 
 def test_the_model_cards_context_sets_the_overlap_and_the_edge_margin():
     from footprint_plugin.core.inference import plan_inference
-    from footprint_plugin.core.predictor import Predictor
     from footprint_plugin.core.tiling import TilingOptions, resolve_tiling
 
     grid = model_grid("EPSG:32633", UTM, 500, 300, 0.3)
@@ -91,10 +90,9 @@ def test_the_model_cards_context_sets_the_overlap_and_the_edge_margin():
                                            (160, 256, 192, 160)):  # the overlap stays within 3/4 of the tile
         card = probe_card(64)
         card.context_px = context
-        predictor = Predictor(ProbeModel(), card, "cpu")
         resolved = resolve_tiling(TilingOptions(tile_size=tile), card, "cpu")
         assert (resolved.overlap, resolved.margin) == (overlap, margin)
-        padded = plan_inference(None, grid, [1, 2, 3], TilingOptions(tile_size=tile), predictor).padded
+        padded = plan_inference(None, grid, [1, 2, 3], TilingOptions(tile_size=tile), card, "cpu").padded
         assert padded.margin == margin and padded.width >= 500 + 2 * margin
     explicit = resolve_tiling(TilingOptions(tile_size=256, overlap=16, edge_margin=8), card, "cpu")
     assert (explicit.overlap, explicit.margin) == (16, 8)

@@ -17,7 +17,7 @@ from shapely.geometry import Polygon
 from shapely.validation import make_valid
 
 from .buildings import VectorizeOptions
-from .rings import Rings, rectilinear_ious, ring_area, simple, simplify, starts_of
+from .rings import Outlines, Rings, rectilinear_ious, ring_area, simple, simplify, starts_of
 
 # Chosen with tools/outline_shapes.py on the test split (docs/model_report.md, "Outlines").
 ORTHOGONAL_MIN_RUN_PX = 1.0  # wall pieces shorter than this merge into their neighbours (pixel steps)
@@ -152,37 +152,40 @@ def clean_outline(polygon: Polygon, pixel_area_m2: float, options: VectorizeOpti
 Outline = list  # closed rings (n, 2) in grid pixel units, the exterior first
 
 
-def clean_outlines(outlines: list[Outline], pixel_area_m2: float, options: VectorizeOptions) -> list[Outline | None]:
-    """:func:`clean_outline` for many outlines at once (traced pixel outlines: exterior first, then holes);
-    None where an outline is dropped (too small, or collapsed)."""
+def clean_outlines(outlines: Outlines, pixel_area_m2: float, options: VectorizeOptions) -> list[Outline | None]:
+    """:func:`clean_outline` for many traced pixel outlines at once: per outline its rings (exterior first,
+    then holes), or None where it is dropped (too small, or collapsed)."""
     min_px = options.min_area_m2 / pixel_area_m2
     holes_px = options.fill_holes_m2 / pixel_area_m2
-    results: list[Outline | None] = [None] * len(outlines)
-    fast: list[int] = []
-    for index, rings in enumerate(outlines):
-        areas = [abs(ring_area(ring)) for ring in rings]
-        if areas[0] - sum(areas[1:]) < min_px:
-            continue
-        kept = [ring for ring, area in zip(rings[1:], areas[1:]) if area >= holes_px]
-        if kept or options.regularize not in ("simplify", "orthogonal"):  # holes, or no simplification: GEOS
-            results[index] = _with_geos(Polygon(rings[0], kept), pixel_area_m2, options)
-        else:
-            fast.append(index)
-    if not fast:
+    count = len(outlines)
+    results: list[Outline | None] = [None] * count
+    big_enough = outlines.areas() >= min_px
+    fast = np.zeros(count, bool)
+    fast[big_enough] = True
+    simplifying = options.regularize in ("simplify", "orthogonal")
+    for index in np.flatnonzero(big_enough).tolist():
+        kept = [hole for hole in outlines.holes.get(index, []) if abs(ring_area(hole)) >= holes_px]
+        if kept or not simplifying:  # holes, or no simplification: GEOS
+            fast[index] = False
+            results[index] = _with_geos(Polygon(outlines.exteriors.ring(index), kept), pixel_area_m2, options)
+    chosen = np.flatnonzero(fast)
+    if not len(chosen):
         return results
-    simplified = simplify(Rings.from_list([outlines[i][0] for i in fast]), options.simplify_px)
+    simplified = simplify(outlines.exteriors.subset(chosen), options.simplify_px)
     collapsed = simplified.lengths() < 4  # GEOS's simplifier drops such a ring
-    valid = simple(simplified) | collapsed
+    taken = np.zeros(len(chosen), bool)
+    shapes = simplified
     if options.regularize == "orthogonal":
-        shapes, _ = orthogonal_rings(simplified, ~collapsed & valid)
-    else:
-        shapes = simplified
+        shapes, taken = orthogonal_rings(simplified, ~collapsed)
+    valid = np.ones(len(chosen), bool)
+    kept_simplified = np.flatnonzero(~collapsed & ~taken)  # only where the simplified ring is the outline
+    valid[kept_simplified] = simple(simplified.subset(kept_simplified))
     areas = np.abs(shapes.areas())
-    for position, index in enumerate(fast):
+    for position, index in enumerate(chosen.tolist()):
         if collapsed[position]:
             continue
         if not valid[position]:  # a simplified ring that crosses itself: GEOS repairs it
-            results[index] = _with_geos(Polygon(outlines[index][0]), pixel_area_m2, options)
+            results[index] = _with_geos(Polygon(outlines.exteriors.ring(index)), pixel_area_m2, options)
         elif areas[position] >= min_px:
             results[index] = [shapes.ring(position)]
     return results

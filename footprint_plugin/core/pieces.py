@@ -71,7 +71,7 @@ def label_regions(job: RegionJob) -> Regions:
     building, _, _, labels = job.buffer.planes()
     first, end = job.columns
     local, count = ndimage.label(building[:, first:end], structure=_CROSS)
-    base = first * job.buffer.rows  # more than any label of the pieces to the left can reach
+    base = piece_base(first, job.buffer.rows)
     labels[:, first:end] = np.where(local > 0, local + base, 0)
     boxes = ndimage.find_objects(local)
     top = np.fromiter((box[0].start for box in boxes), np.int64, count)
@@ -86,6 +86,11 @@ def label_regions(job: RegionJob) -> Regions:
     pixels = np.bincount(flat[where], minlength=count + 1)[1:]
     return Regions(np.arange(1, count + 1, dtype=np.int64) + base, top, bottom, left, right,
                    rows * job.buffer.width + columns + first, pixels, time.process_time() - started)
+
+
+def piece_base(first: int, rows: int) -> int:
+    """What a piece starting at column ``first`` adds to its labels: more than any label left of it reaches."""
+    return first * rows
 
 
 def join_regions(regions: Regions, labels: np.ndarray, cuts: list[int]) -> tuple[Regions, np.ndarray]:
@@ -134,13 +139,22 @@ class Emission:
 
 
 @dataclass
+class LabelTable:
+    """Which of one column piece's region labels belong to a job's regions: ``table[label - base]`` is the
+    job's region number (1..n), 0 for the others."""
+
+    columns: tuple[int, int]
+    base: int
+    table: np.ndarray
+
+
+@dataclass
 class BuildingsJob:
-    """Regions to turn into buildings: the labels (in the label plane) of each, inside a box of the buffer."""
+    """Regions to turn into buildings: a box of the buffer, and the labels of each region in its pieces."""
 
     buffer: BufferView
     box: tuple[int, int, int, int]  # top, bottom, left, right in buffer rows and columns
-    members: np.ndarray  # sorted labels found in the label plane that belong to the job's regions
-    member_region: np.ndarray  # the job's region (1..n) each of those labels belongs to
+    tables: list[LabelTable]  # one per column piece the box overlaps
     to_crs: Affine  # pixel -> CRS of the buffer's (0, 0)
     pixel_area_m2: float
     options: VectorizeOptions
@@ -161,9 +175,11 @@ def vectorize_regions(job: BuildingsJob) -> BuildingsResult:
     _, seed_plane, probability_plane, label_plane = job.buffer.planes()
     top, bottom, left, right = job.box
     box = (slice(top, bottom), slice(left, right))
-    found = label_plane[box]
-    spot = np.clip(np.searchsorted(job.members, found), 0, len(job.members) - 1)
-    regions = np.where(job.members[spot] == found, job.member_region[spot], 0).astype(np.int32)
+    regions = np.zeros((bottom - top, right - left), np.int32)
+    for table in job.tables:
+        first, end = max(table.columns[0], left), min(table.columns[1], right)
+        found = label_plane[top:bottom, first:end]
+        regions[:, first - left : end - left] = table.table[np.where(found > 0, found - table.base, 0)]
     instances = grow_instances(regions, ndimage.find_objects(regions), seed_plane[box] & (regions > 0), job.options)
     candidates = instances > 0
     emit_mask, claims = _emit_mask(candidates, job.emission)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from rasterio.features import shapes
 
 from .buildings import Building, VectorizeOptions
 from .outlines import clean_outlines
-from .rings import ring_area
+from .rings import Outlines, ring_area
+from .trace import trace
 
 
 def polygonise(labels: np.ndarray, partial: np.ndarray, scores: np.ndarray, matrix: tuple[float, ...],
@@ -20,14 +20,13 @@ def polygonise(labels: np.ndarray, partial: np.ndarray, scores: np.ndarray, matr
     with ground area and ``scores`` (per label); ``partial`` (per label) keeps every piece of an instance, not
     only the largest. ``origin`` (column, row) is where ``labels`` lies in the pixels ``matrix`` maps: the
     outlines are cleaned there, so that they come out the same from any window of the same pixels."""
-    outlines, values = traced_outlines(labels, partial)
+    outlines = traced_outlines(labels, partial)
     if origin != (0, 0):
-        shift = np.array(origin, np.float64)
-        outlines = [[ring + shift for ring in rings] for rings in outlines]
+        outlines = outlines.shifted(origin)
     cleaned = clean_outlines(outlines, pixel_area_m2, options)
     a, b, d, e, xoff, yoff = matrix
     buildings, kept = [], []
-    for rings, value in zip(cleaned, values):
+    for rings, value in zip(cleaned, outlines.labels.tolist()):
         if rings is None:
             continue
         kept.append(value)
@@ -38,26 +37,19 @@ def polygonise(labels: np.ndarray, partial: np.ndarray, scores: np.ndarray, matr
     return buildings, np.asarray(kept, np.int64)
 
 
-def traced_outlines(labels: np.ndarray, partial: np.ndarray) -> tuple[list[list[np.ndarray]], list[int]]:
-    """The pixel outline of each instance of ``labels`` (rings: exterior, then holes) and its label: the largest
-    piece of an instance, or every piece where ``partial`` says so."""
-    pieces: dict[int, list[tuple[float, list[np.ndarray]]]] = {}
-    for geom, value in shapes(labels, mask=labels > 0, connectivity=4):
-        rings = [np.asarray(ring, dtype=np.float64) for ring in geom["coordinates"]]
-        area = abs(ring_area(rings[0])) - sum(abs(ring_area(ring)) for ring in rings[1:])
-        value = int(value)
-        if value not in pieces:
-            pieces[value] = [(area, rings)]
-        elif partial[value]:
-            pieces[value].append((area, rings))
-        elif area > pieces[value][0][0]:
-            pieces[value] = [(area, rings)]
-    outlines, values = [], []
-    for value, found in pieces.items():
-        for _, rings in found:
-            outlines.append(rings)
-            values.append(value)
-    return outlines, values
+def traced_outlines(labels: np.ndarray, partial: np.ndarray) -> Outlines:
+    """The pixel outline of each instance of ``labels`` (:func:`.trace.trace`): the largest piece of an instance,
+    or every piece where ``partial`` says so."""
+    outlines = trace(labels)
+    if not len(outlines):
+        return outlines
+    areas = outlines.areas()
+    order = np.lexsort((-areas, outlines.labels))  # by label, the largest piece first
+    ordered_labels = outlines.labels[order]
+    first_of_label = np.ones(len(order), bool)
+    first_of_label[1:] = ordered_labels[1:] != ordered_labels[:-1]
+    keep = order[first_of_label | partial[ordered_labels]]
+    return outlines.take(np.sort(keep))
 
 
 def polygon_wkb(rings: list[np.ndarray]) -> bytes:

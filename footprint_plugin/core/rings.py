@@ -52,6 +52,12 @@ class Rings:
         index = np.arange(starts[-1]) - np.repeat(starts[:-1], lengths) + np.repeat(self.starts[rings], lengths)
         return Rings(self.points[index], starts)
 
+    def reversed(self) -> Rings:
+        """Every ring run the other way, from the same first point."""
+        owner = self.owners()
+        here = np.arange(len(self.points))
+        return Rings(self.points[self.starts[owner] + self.starts[owner + 1] - 1 - here], self.starts)
+
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every edge (from point index, to point index) and the ring it belongs to."""
         first = np.arange(len(self.points) - 1)
@@ -76,6 +82,38 @@ class Rings:
         shifted = self.points - origins[owner]
         turned = np.column_stack([cos * shifted[:, 0] - sin * shifted[:, 1], sin * shifted[:, 0] + cos * shifted[:, 1]])
         return Rings(turned + origins[owner], self.starts)
+
+
+@dataclass
+class Outlines:
+    """Polygons in pixel units: their exterior rings, a label each, and the holes of the few that have some
+    (by exterior index)."""
+
+    exteriors: Rings
+    labels: np.ndarray
+    holes: dict[int, list[np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self.exteriors)
+
+    def areas(self) -> np.ndarray:
+        """Polygon areas: exterior less holes."""
+        areas = np.abs(self.exteriors.areas())
+        for index, holes in self.holes.items():
+            areas[index] -= sum(abs(ring_area(hole)) for hole in holes)
+        return areas
+
+    def shifted(self, offset: tuple[float, float]) -> Outlines:
+        """The same polygons moved by ``offset`` (x, y)."""
+        shift = np.asarray(offset, np.float64)
+        holes = {index: [ring + shift for ring in rings] for index, rings in self.holes.items()}
+        return Outlines(Rings(self.exteriors.points + shift, self.exteriors.starts), self.labels, holes)
+
+    def take(self, index: np.ndarray) -> Outlines:
+        """The polygons at ``index``, in that order."""
+        position = {int(old): new for new, old in enumerate(index.tolist())}
+        holes = {position[old]: rings for old, rings in self.holes.items() if old in position}
+        return Outlines(self.exteriors.subset(index), self.labels[index], holes)
 
 
 def ring_area(ring: np.ndarray) -> float:
@@ -283,6 +321,5 @@ def _anticlockwise(rings: Rings, areas: np.ndarray) -> Rings:
     if not (areas < 0).any():
         return rings
     owner = rings.owners()
-    here = np.arange(len(rings.points))
-    mirrored = rings.starts[owner] + rings.starts[owner + 1] - 1 - here  # reversing a closed ring keeps it closed
-    return Rings(rings.points[np.where(areas[owner] < 0, mirrored, here)], rings.starts)
+    flipped = rings.reversed().points
+    return Rings(np.where((areas[owner] < 0)[:, None], flipped, rings.points), rings.starts)

@@ -25,11 +25,13 @@ from .pieces import (
     BuildingsJob,
     BuildingsResult,
     Emission,
+    LabelTable,
     RegionJob,
     Regions,
     group_regions,
     join_regions,
     label_regions,
+    piece_base,
     vectorize_regions,
 )
 from .strip_buffer import LocalStripBuffer, SharedStripBuffer
@@ -162,6 +164,7 @@ class StripVectorizer:
         jobs = [RegionJob(view, (first, end)) for first, end in zip(cuts[:-1], cuts[1:]) if end > first]
         labelled = Regions.join(self._run(label_regions, jobs))
         joined, owner = join_regions(labelled, self._buffer.labels(), cuts)
+        self._cuts = cuts
         return labelled, joined, owner
 
     def _choose(self, regions: Regions, rows: int, last: bool) -> tuple[np.ndarray, int]:
@@ -193,11 +196,10 @@ class StripVectorizer:
         view = self._buffer.view()
         jobs = []
         for index, group in enumerate(groups):
-            mine = labelled_job == index  # the labels of the pieces' regions that make up this job's regions
             box = (int(joined.top[group].min()), int(joined.bottom[group].max()), int(joined.left[group].min()),
                    int(joined.right[group].max()))
             emission = self.block.for_piece(self._top + box[0], box[1] - box[0], box[2], box[3]) if self.block else None
-            jobs.append(BuildingsJob(view, box, labelled.labels[mine], number[owner[mine]],
+            jobs.append(BuildingsJob(view, box, self._tables(labelled, labelled_job == index, number[owner], box),
                                      self.transform * Affine.translation(0, self._top), self.pixel_area_m2,
                                      self.options, emission))
         results: list[BuildingsResult] = self._run(vectorize_regions, jobs)
@@ -211,6 +213,23 @@ class StripVectorizer:
         if not buildings:
             return []
         return [buildings[i] for i in np.argsort(np.concatenate(order), kind="stable")]
+
+    def _tables(self, labelled: Regions, mine: np.ndarray, number: np.ndarray, box: tuple[int, int, int, int]
+                ) -> list[LabelTable]:
+        """For each column piece the box overlaps: which of its labels make up which of the job's regions."""
+        rows = self._buffer.rows
+        tables = []
+        for first, end in zip(self._cuts[:-1], self._cuts[1:]):
+            if end <= box[2] or first >= box[3]:
+                continue
+            base = piece_base(first, rows)
+            inside = (labelled.labels > base) & (labelled.labels <= base + (end - first) * rows)
+            count = int(labelled.labels[inside].max() - base) if inside.any() else 0
+            table = np.zeros(count + 1, np.int32)
+            chosen = inside & mine
+            table[labelled.labels[chosen] - base] = number[chosen]
+            tables.append(LabelTable((first, end), base, table))
+        return tables
 
     def _run(self, function, jobs: list) -> list:
         """The jobs' results in order: here, or in the workers."""

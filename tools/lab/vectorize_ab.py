@@ -60,7 +60,7 @@ def class_strips(raster: Path):
     with RasterioReader(raster) as reader:
         grid = model_grid(reader.crs_wkt, reader.transform, reader.width, reader.height, card.resolution_m)
         bands = resolve_band_mapping(reader, card.input_bands)
-        plan = plan_inference(reader, grid, bands, TilingOptions(), predictor)
+        plan = plan_inference(reader, grid, bands, TilingOptions(), card, "cpu")
         strips = list(iter_class_strips(plan, predictor, options))
     padded = plan.padded
     transform = grid.transform * Affine.translation(-padded.margin, -padded.margin)
