@@ -13,6 +13,7 @@ surrounds it, and the tiles lie on one lattice over it (:func:`.tiling.padded_gr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,13 +56,26 @@ def owned_spans(starts: list[int], tile: int, length: int) -> list[tuple[int, in
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+READ_PART_COLUMNS = 1024  # a row of tiles is read in parts this wide, in parallel where the reader allows
+
+
+def read_threads(reader: WindowReader, grid: ModelGrid) -> int:
+    """Threads that read a row of tiles: several for a reader safe to share between threads on a raster read
+    at its own resolution (parts of a resampled window are left to one read), else one."""
+    if not getattr(reader, "concurrent_reads", False) or grid.resampled:
+        return 1
+    return max(1, min(4, (os.cpu_count() or 1)))
+
+
 def read_reflected(reader: WindowReader, grid: ModelGrid, bands: list[int], margin: int,
-                   window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+                   window: tuple[int, int, int, int], pool: ThreadPoolExecutor | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of the padded grid (the model grid with ``margin`` reflected pixels on each side).
 
     ``window`` = (col, row, cols, rows) in padded-grid pixels, and may reach past the padded grid
     (small rasters): every position is mirrored into the raster. Only the raster's own pixels
-    are valid, so nothing is ever found in the margin.
+    are valid, so nothing is ever found in the margin. With ``pool`` (several threads, a reader
+    that allows them, no resampling) a wide window is read in parts at once.
     """
     col, row, cols, rows = window
     real_rows = reflect_indices(row - margin, row - margin + rows, grid.height)
@@ -69,7 +83,10 @@ def read_reflected(reader: WindowReader, grid: ModelGrid, bands: list[int], marg
     r0, r1 = int(real_rows.min()), int(real_rows.max()) + 1
     c0, c1 = int(real_cols.min()), int(real_cols.max()) + 1
     sx, sy = grid.source_width / grid.width, grid.source_height / grid.height
-    data, valid = reader.read((c0 * sx, r0 * sy, (c1 - c0) * sx, (r1 - r0) * sy), (r1 - r0, c1 - c0), bands)
+    if pool is not None and c1 - c0 > READ_PART_COLUMNS:
+        data, valid = _read_in_parts(reader, bands, (c0, r0, c1, r1), pool)
+    else:
+        data, valid = reader.read((c0 * sx, r0 * sy, (c1 - c0) * sx, (r1 - r0) * sy), (r1 - r0, c1 - c0), bands)
     if (r1 - r0, c1 - c0) != (rows, cols) or real_rows[0] != r0 or real_cols[0] != c0:  # mirrored somewhere
         data = data[:, real_rows - r0][:, :, real_cols - c0]
         valid = valid[np.ix_(real_rows - r0, real_cols - c0)]
@@ -78,6 +95,16 @@ def read_reflected(reader: WindowReader, grid: ModelGrid, bands: list[int], marg
     if not (inside_rows.all() and inside_cols.all()):
         valid = valid & inside_rows[:, None] & inside_cols[None, :]
     return data, valid
+
+
+def _read_in_parts(reader: WindowReader, bands: list[int], box: tuple[int, int, int, int],
+                   pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
+    """Columns [c0, c1) of rows [r0, r1) of a raster read at its own resolution, in parallel parts."""
+    c0, r0, c1, r1 = box
+    cuts = list(range(c0, c1, READ_PART_COLUMNS)) + [c1]
+    parts = list(pool.map(lambda span: reader.read((span[0], r0, span[1] - span[0], r1 - r0),
+                                                    (r1 - r0, span[1] - span[0]), bands), zip(cuts[:-1], cuts[1:])))
+    return np.concatenate([data for data, _ in parts], axis=2), np.concatenate([valid for _, valid in parts], axis=1)
 
 
 @dataclass(frozen=True)
@@ -129,12 +156,13 @@ def iter_class_strips(
     read_width = max(width, tile_w)
     done_tiles, total_tiles = 0, len(xs) * len(ys)
 
-    def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:
-        data, valid = read_reflected(reader, grid, bands, padded.margin, (column0, y0, read_width, tile_h))
-        # Normalised here, in the reading thread, so the model's thread only runs the model.
-        return predictor.normalize(data, scale), valid
+    def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:  # raw pixels: the model's side normalises them
+        return read_reflected(reader, grid, bands, padded.margin, (column0, y0, read_width, tile_h),
+                              readers if threads > 1 else None)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="footprint-read") as pool:
+    threads = read_threads(reader, grid)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="footprint-read") as pool, \
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="footprint-read-part") as readers:
         pending = pool.submit(read_row, ys[0])
         for index, (y0, (row0, row1)) in enumerate(zip(ys, owned_spans(ys, tile_h, padded.height))):
             data, valid = pending.result()
@@ -146,8 +174,9 @@ def iter_class_strips(
                 if cancelled and cancelled():
                     raise CancelledError()
                 spans = column_spans[first : first + plan.batch_size]
-                batch = np.stack([data[:, :, x : x + tile_w] for x, _, _ in spans])
-                maps = predictor.class_maps(batch, thresholds, plan.flip_tta)
+                batch = predictor.staging((len(spans), data.shape[0], tile_h, tile_w), data.dtype)
+                np.stack([data[:, :, x : x + tile_w] for x, _, _ in spans], out=batch)
+                maps = predictor.class_maps(batch, thresholds, plan.flip_tta, scale=scale)
                 for tile, (x, start, stop) in enumerate(spans):
                     for target, source in zip(strip.arrays(), maps):
                         target[:, start:stop] = source[tile, rows, start - x : stop - x]

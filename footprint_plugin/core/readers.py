@@ -48,6 +48,7 @@ class WindowReader(ABC):
     dtype: str
     bit_depth: int | None = None
     color_interpretations: list[str]
+    concurrent_reads: bool = False  # whether several threads may read at once
 
     @abstractmethod
     def read(
@@ -142,6 +143,8 @@ class RasterioReader(WindowReader):
     Safe to use from several threads: each thread gets its own dataset handle.
     """
 
+    concurrent_reads = True
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
         self.name = Path(self.path).name
@@ -215,6 +218,7 @@ class SubWindowReader(WindowReader):
         self.dtype = reader.dtype
         self.bit_depth = reader.bit_depth
         self.color_interpretations = reader.color_interpretations
+        self.concurrent_reads = reader.concurrent_reads
 
     def read(self, window, out_shape, bands):
         col, row, width, height = window
