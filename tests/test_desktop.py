@@ -47,6 +47,14 @@ def test_extract_buildings_in_the_qgis_desktop(tmp_path):
     assert report["fields"][-2:] == ["area_m2", "score"]
     assert any(f"{report['features']} buildings found" in m for m in report["messages"]), report["messages"]
     assert (out / "desktop_buildings.gpkg").is_file()
+    # Two vectorising processes started from inside QGIS with its own Python (here sys.executable names another
+    # Python, the first python3 on the PATH): the buildings of the command line.
+    assert report["interpreter"] and Path(report["interpreter"]).name.startswith("python")
+    cli = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "trainer", "predict", "--input",
+                          str(SAMPLE_RASTER), "--output", str(tmp_path / "cli.gpkg"), "--device", "cpu",
+                          "--vectorize-workers", "1", "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert report["features"] == int(cli.stdout.split()[0])
     screenshot = Path(report["screenshot"])
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000
     shutil.copy(screenshot, ARTIFACTS / "qgis_desktop.png")

@@ -336,3 +336,41 @@ def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path, worker
     while _running(helpers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(helpers), "a vectorising helper process outlived the run"
+
+
+def test_a_killed_vectorising_worker_ends_the_run_with_one_line_and_no_file(tmp_path):
+    from tools.mosaics import mosaic_vrt
+
+    raster = mosaic_vrt(REPO / "resources" / "sample" / "zanzibar_c1.tif", 3072, tmp_path / "big.vrt")
+    output = tmp_path / "big.gpkg"
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "predict", "--input", str(raster), "--output",
+                                str(output), "--weights", str(DEFAULT_WEIGHTS), "--device", "cpu", "--quiet",
+                                "--vectorize-workers", "2"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    helpers: set[int] = set()
+    while len(helpers) < 3 and time.monotonic() < deadline:  # the forkserver and its two workers
+        time.sleep(0.2)
+        helpers = _descendants(process.pid)
+    assert len(helpers) >= 3 and process.poll() is None, "the vectorising workers had not started"
+    parents = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in helpers}
+    worker = next(pid for pid in helpers if pid not in parents.values())  # a leaf: a worker, not the forkserver
+    time.sleep(1.0)  # inside the run
+    os.kill(worker, signal.SIGKILL)
+    killed = time.monotonic()
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+    seconds = time.monotonic() - killed
+    lines = [line for line in err.splitlines() if line.strip()]
+    print(f"fault-matrix: SIGKILL of a vectorising worker: exit {process.returncode} after {seconds:.2f} s: {lines}")
+    assert process.returncode == 2, err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: A vectorising worker process stopped"), err[-2000:]
+    assert seconds < QUICK_S + 1.5, f"exit {seconds:.1f} s after the kill"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.vrt"]
+    deadline = time.monotonic() + 5
+    while _running(helpers - {worker}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(helpers - {worker}), "a vectorising helper process outlived the run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -347,3 +348,38 @@ def test_task_and_processing_write_the_probability_raster(qgis_app, qgis_iface, 
     assert result["PROBABILITIES"] == str(tmp_path / "proc.tif")
     with rasterio.open(tmp_path / "proc.tif") as dst:
         assert (dst.width, dst.height, dst.dtypes[0]) == (sample_layer.width(), sample_layer.height(), "uint8")
+
+
+def test_task_and_processing_with_two_vectorising_processes_give_the_same_buildings(
+        qgis_app, qgis_iface, provider, sample_layer, tmp_path, monkeypatch):
+    import processing
+    from osgeo import ogr
+
+    from footprint_plugin.core import workers
+
+    from .helpers import DEFAULT_WEIGHTS
+
+    # As inside QGIS, where sys.executable is QGIS itself: the workers start with the Python beside it.
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    workers.python_interpreter.cache_clear()
+    assert workers.python_interpreter() not in (None, "/usr/bin/qgis")
+
+    def features(path):
+        dataset = ogr.Open(str(path))
+        return [(bytes(f.GetGeometryRef().ExportToWkb()), f.GetField("area_m2"), f.GetField("score"))
+                for f in dataset.GetLayer(0)]
+
+    found = {}
+    for count in (1, 2):
+        parameters = ExtractionParameters(weights=str(DEFAULT_WEIGHTS), device="cpu", vectorize_workers=count)
+        request = ExtractionRequest(sample_layer, str(tmp_path / f"task{count}.gpkg"), parameters)
+        outcome, layer, _ = run_task(qgis_app, qgis_iface, request)
+        assert isinstance(outcome, Success), outcome.message()
+        found[f"task{count}"] = features(tmp_path / f"task{count}.gpkg")
+        processing.run("footprint:extract_buildings", {"INPUT": sample_layer, "DEVICE": 1, "VECTORIZE_WORKERS": count,
+                                                       "OUTPUT": str(tmp_path / f"processing{count}.gpkg")})
+        found[f"processing{count}"] = features(tmp_path / f"processing{count}.gpkg")
+    assert len(found["task1"]) > 20  # the sample holds ~70 OpenStreetMap buildings
+    assert found["task2"] == found["task1"] and found["processing2"] == found["processing1"]
+    assert sorted(found["processing1"]) == sorted(found["task1"])
+    workers.python_interpreter.cache_clear()  # the next test's sys.executable is the real one again

@@ -204,7 +204,8 @@ def _buildings(plan: InferencePlan, source: ClassMapSource, parameters: Extracti
                                          index, len(blocks))
         stop.clear()
         strips = run_in_background(
-            lambda block=block, report=block_progress: source(report, stopped, (block.start, block.end)), stop)
+            lambda block=block, report=block_progress: source(report, stopped, (block.start, block.end)), stop,
+            check=pool.check if pool is not None else None)
         try:
             for strip in strips:
                 if cancel and cancel():

@@ -48,12 +48,14 @@ def _produce(make: Callable[[], Iterator], items: queue.Queue, stop: threading.E
 
 
 def run_in_background(make: Callable[[], Iterator], stop: threading.Event | None = None,
-                      maxsize: int = 2, name: str = "footprint-infer") -> Iterator:
+                      maxsize: int = 2, name: str = "footprint-infer",
+                      check: Callable[[], None] | None = None) -> Iterator:
     """Iterate ``make()`` in a worker thread so its consumer runs concurrently with it.
 
     ``stop`` (set when the consumer leaves, for any reason) should also be checked by the
     producer's own steps, e.g. through its cancel callback. Leaving the loop, normally or by
-    an exception, stops and joins the worker; the worker's exception is raised here.
+    an exception, stops and joins the worker; the worker's exception is raised here. ``check``
+    runs while the consumer waits, and may raise to end the run (a worker process that died).
     """
     stop = stop or threading.Event()
     items: queue.Queue = queue.Queue(maxsize=maxsize)
@@ -66,6 +68,8 @@ def run_in_background(make: Callable[[], Iterator], stop: threading.Event | None
             except queue.Empty:
                 if not thread.is_alive() and items.empty():
                     raise RuntimeError("the background worker ended without a result") from None
+                if check is not None:
+                    check()
                 continue
             if item is _DONE:
                 if error is not None:

@@ -10,6 +10,7 @@ OSGeo4W and standalone, macOS). They ignore Ctrl-C: the main process handles it 
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import shutil
@@ -24,7 +25,8 @@ from typing import Any
 
 from .errors import FootprintError
 
-BROKEN = "A vectorising worker process stopped (out of memory?); run again with --vectorize-workers 1."
+BROKEN = ("A vectorising worker process stopped (out of memory?); run again with one vectorising process "
+          "(--vectorize-workers 1, or Vectorising processes 1 under Advanced).")
 
 
 def _start_worker() -> None:
@@ -32,19 +34,15 @@ def _start_worker() -> None:
     from . import pieces  # noqa: F401 - imported once, before the first piece arrives
 
 
-def _looks_like_python(path: Path) -> bool:
-    return path.name.lower().startswith("python") and path.is_file()
-
-
+@functools.lru_cache(maxsize=1)
 def python_interpreter() -> str | None:
-    """A Python interpreter of this Python's version that can start the workers: ``sys.executable`` when it is
-    one, else (inside QGIS) the interpreter beside QGIS's Python library; None when there is none."""
-    executable = Path(sys.executable) if sys.executable else None
-    if executable is not None and _looks_like_python(executable):
-        return str(executable)
+    """A Python interpreter of this very installation (same version, same base prefix) to start the workers
+    with: ``sys.executable`` when it is one, else (inside QGIS, where it is QGIS itself or whatever ``python3``
+    comes first on the PATH) the interpreter beside QGIS's Python library; None when there is none."""
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     names = [f"python{version}", f"python{sys.version_info[0]}", "python"]
-    candidates = []
+    executable = Path(sys.executable) if sys.executable else None
+    candidates = [executable] if executable is not None else []
     for prefix in dict.fromkeys([sys.prefix, sys.exec_prefix, getattr(sys, "base_prefix", sys.prefix)]):
         root = Path(prefix)
         candidates += [root / "python.exe", root / "python3.exe"]  # Windows: OSGeo4W apps\Python3x, standalone
@@ -53,18 +51,22 @@ def python_interpreter() -> str | None:
         candidates += [executable.parent / "bin" / name for name in names] + [executable.parent / "python.exe"]
     candidates += [Path(found) for found in (shutil.which(name) for name in names) if found]
     for candidate in dict.fromkeys(candidates):
-        if candidate.is_file() and _same_version(candidate, version):
+        if candidate.name.lower().startswith("python") and candidate.is_file() and _this_python(candidate):
             return str(candidate)
     return None
 
 
-def _same_version(candidate: Path, version: str) -> bool:
+def _this_python(candidate: Path) -> bool:
+    """Whether ``candidate`` is this Python's version and installation (a virtual environment of it counts)."""
+    code = "import sys; print('%d.%d' % sys.version_info[:2]); print(getattr(sys, 'base_prefix', sys.prefix))"
     try:
-        found = subprocess.run([str(candidate), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, timeout=20, check=False).stdout.strip()
+        found = subprocess.run([str(candidate), "-c", code], capture_output=True, text=True, timeout=30,
+                               check=False).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return False
-    return found == version
+    mine = os.path.realpath(getattr(sys, "base_prefix", sys.prefix))
+    return len(found) >= 2 and found[0] == f"{sys.version_info[0]}.{sys.version_info[1]}" and \
+        os.path.realpath(found[1].strip()) == mine
 
 
 class VectorizeWorkers:
@@ -105,6 +107,11 @@ class VectorizeWorkers:
             raise FootprintError(BROKEN) from None
         self.cpu_seconds += getattr(result, "cpu_seconds", 0.0)
         return result
+
+    def check(self) -> None:
+        """Raise the one-line error when a worker process has died (killed, out of memory)."""
+        if getattr(self._pool, "_broken", False):
+            raise FootprintError(BROKEN)
 
     def close(self, cancel: bool = False) -> None:
         try:

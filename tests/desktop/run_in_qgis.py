@@ -1,7 +1,8 @@
 """Runs inside the real QGIS desktop (``qgis --code``): load a raster, click Extract buildings,
 accept the dialog, wait for the task, screenshot the screen, write a JSON report, quit.
 
-Paths come from the environment: FOOTPRINT_E2E_RASTER, FOOTPRINT_E2E_OUT (folder).
+Paths come from the environment: FOOTPRINT_E2E_RASTER, FOOTPRINT_E2E_OUT (folder). The extraction runs with
+two vectorising processes, which inside QGIS start with QGIS's Python, not with sys.executable (QGIS itself).
 """
 
 import json
@@ -65,12 +66,18 @@ def accept_dialog():
         return
     report["dialog_title"] = dialog.windowTitle()
     report["dialog_raster"] = dialog.raster_combo.currentLayer().name()
+    dialog.widgets["vectorize_workers"].setValue(2)  # worker processes, started with QGIS's own Python
     dialog.output_file.setFilePath(str(OUT / "desktop_buildings.gpkg"))
     dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
 
 
 def start():
     try:
+        import sys
+
+        from footprint_plugin.core.workers import python_interpreter
+
+        report.update(executable=sys.executable, interpreter=python_interpreter())
         layer = iface.addRasterLayer(RASTER, "sample")
         iface.setActiveLayer(layer)
         iface.mapCanvas().setExtent(layer.extent())
