@@ -104,12 +104,14 @@ class VectorFileWriter:
         """Append buildings (inside the open transaction, where the format has one)."""
         try:
             with _QuietGdal() as quiet:  # GDAL's warnings (e.g. a Shapefile's on a full disk) are not printed
+                feature = ogr.Feature(self._definition)  # one feature object, filled anew for each building
+                create, set_field, set_geometry = self._layer.CreateFeature, feature.SetField, feature.SetGeometryDirectly
                 for building in buildings:
-                    feature = ogr.Feature(self._definition)
-                    feature.SetGeometry(ogr.CreateGeometryFromWkb(building.wkb))
-                    feature.SetField("area_m2", round(float(building.area_m2), 2))
-                    feature.SetField("score", round(float(building.score), 4))
-                    if self._layer.CreateFeature(feature) != 0 or quiet.errors:
+                    feature.SetFID(ogr.NullFID)
+                    set_geometry(ogr.CreateGeometryFromWkb(building.wkb))
+                    set_field(0, round(float(building.area_m2), 2))
+                    set_field(1, round(float(building.score), 4))
+                    if create(feature) != 0 or quiet.errors:
                         raise RuntimeError(quiet.errors[-1] if quiet.errors else "a building was not written")
                     self.count += 1
         except RuntimeError as exc:
