@@ -53,19 +53,42 @@ def mosaic_chips(data: Path) -> list[Path]:
     return [data / chip for chip in chips["val"] + chips["train"][:20]]
 
 
-def dense_mosaic(data: Path, size: int, path: Path) -> Path:
-    """The dense mosaic of ``size`` x ``size`` px from the prepared chips in ``data`` (see the module's text)."""
+def chip_crops(data: Path) -> list:
+    """The 224 px crops the dense mosaic cycles through (:func:`mosaic_chips`)."""
+    import numpy as np
+
+    crops = []
+    for chip in mosaic_chips(data):
+        with np.load(chip) as arrays:
+            crops.append(arrays["image"][:3, :CROP, :CROP])
+    if not crops:
+        raise SystemExit(f"{data} holds no chips; run `python -m trainer.recipe prepare` first")
+    return crops
+
+
+def sample_crops() -> list:
+    """224 px crops of the repository's own sample rasters, row by row (for a dense mosaic without
+    ``data/default``, as in ``--smoke`` runs)."""
+    import rasterio
+
+    crops = []
+    for path in sorted((REPO / "resources" / "sample").glob("*.tif")):
+        with rasterio.open(path) as src:
+            image = src.read([1, 2, 3])
+        for top in range(0, image.shape[1] - CROP + 1, CROP):
+            for left in range(0, image.shape[2] - CROP + 1, CROP):
+                crops.append(image[:, top : top + CROP, left : left + CROP])
+    return crops
+
+
+def dense_mosaic(data: Path | None, size: int, path: Path) -> Path:
+    """The dense mosaic of ``size`` x ``size`` px from the prepared chips in ``data`` (see the module's text),
+    or from the sample rasters' crops when ``data`` is None."""
     import numpy as np
     import rasterio
     from rasterio.transform import Affine
 
-    chips = mosaic_chips(data)
-    if not chips:
-        raise SystemExit(f"{data} holds no chips; run `python -m trainer.recipe prepare` first")
-    crops = []
-    for chip in chips:
-        with np.load(chip) as arrays:
-            crops.append(arrays["image"][:3, :CROP, :CROP])
+    crops = chip_crops(data) if data is not None else sample_crops()
     image = np.zeros((3, size, size), np.uint8)
     index = 0
     for top in range(0, size, CROP):

@@ -31,8 +31,9 @@ def _key(raster: Path, weights: Path | None) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def class_maps_cache(raster: Path, weights: Path | None = None, folder: Path = CACHE) -> Path:
-    """The cached class maps of ``raster`` (computed now with the model when missing); returns the file."""
+def class_maps_cache(raster: Path, weights: Path | None = None, folder: Path = CACHE, device: str = "cpu") -> Path:
+    """The cached class maps of ``raster`` (computed now with the model on ``device`` when missing); returns the
+    file."""
     from footprint_plugin.core.area import Area
     from footprint_plugin.core.extract import extract
     from footprint_plugin.core.parameters import ExtractionParameters
@@ -40,11 +41,11 @@ def class_maps_cache(raster: Path, weights: Path | None = None, folder: Path = C
     from footprint_plugin.core.readers import RasterioReader
     from footprint_plugin.core.sinks import ListSink
 
-    path = folder / f"{raster.stem}-{_key(raster, weights)}.npz"
+    path = folder / f"{raster.stem}-{device.replace(':', '')}-{_key(raster, weights)}.npz"
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    parameters = ExtractionParameters(weights=str(weights) if weights else None, device="cpu")
+    parameters = ExtractionParameters(weights=str(weights) if weights else None, device=device)
     arrays, strips = {}, []
     with RasterioReader(raster) as reader:
         model_maps = set_up(reader, parameters, Area()).model_class_maps()
@@ -84,23 +85,31 @@ class CachedClassMaps:
 
 
 def replay(raster: Path, cache: Path, workers: int, regularize: str = "orthogonal",
-           output: Path | None = None) -> dict:
+           output: Path | None = None, device: str = "cpu") -> dict:
     """One replay of the cached maps of ``raster`` into a GeoPackage with ``workers`` vectorising processes."""
     from footprint_plugin.core.extract import extract
     from footprint_plugin.core.parameters import ExtractionParameters
     from footprint_plugin.core.pipeline import load_model
     from footprint_plugin.core.readers import RasterioReader
+    from footprint_plugin.core.workers import start_workers
 
     maps = CachedClassMaps(cache)
     model = load_model(None)  # before the clock: a replay measures what follows the model
+    started = time.perf_counter()
+    pool = start_workers(workers, "cpu")  # started before the clock too (reported apart)
+    start_seconds = time.perf_counter() - started
     output = output or Path(tempfile.mkdtemp(prefix="replay-")) / "buildings.gpkg"
-    parameters = ExtractionParameters(device="cpu", vectorize_workers=workers, regularize=regularize)
+    parameters = ExtractionParameters(device=device, vectorize_workers=workers, regularize=regularize)
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    with RasterioReader(raster) as reader:
-        summary = extract(reader, parameters, output=output, class_maps=maps, model=model)
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        with RasterioReader(raster) as reader:
+            summary = extract(reader, parameters, output=output, class_maps=maps, model=model, workers=pool)
+        seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        if pool is not None:
+            pool.close()
     main_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     worker_cpu = float(summary.worker_cpu_s or 0.0)
     mpx = summary.grid.width * summary.grid.height / 1e6
@@ -108,4 +117,5 @@ def replay(raster: Path, cache: Path, workers: int, regularize: str = "orthogona
             "buildings": summary.count, "seconds": seconds, "mpx_per_s": mpx / seconds,
             "buildings_per_s": summary.count / seconds, "main_cpu_s": main_cpu, "worker_cpu_s": worker_cpu,
             "cpu_ms_per_building": 1000 * (main_cpu + worker_cpu) / max(1, summary.count),
-            "main_share": main_cpu / max(1e-9, main_cpu + worker_cpu), "output": str(output)}
+            "main_share": main_cpu / max(1e-9, main_cpu + worker_cpu), "workers_start_s": start_seconds,
+            "output": str(output)}

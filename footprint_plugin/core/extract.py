@@ -21,13 +21,14 @@ from .pipeline import Model, Summary, run
 from .probability_raster import ProbabilityRaster
 from .readers import WindowReader
 from .sinks import ListSink, Sink, TeeSink, open_output
+from .workers import VectorizeWorkers
 
 
 def extract(reader: WindowReader, parameters: ExtractionParameters, *, output: str | os.PathLike[str] | None = None,
             sinks: Sequence[Sink] = (), probabilities: str | os.PathLike[str] | None = None, area: Area | None = None,
             progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
             warn: Callable[[str], None] | None = None, model: Model | None = None,
-            class_maps: ClassMapSource | None = None) -> Summary:
+            class_maps: ClassMapSource | None = None, workers: VectorizeWorkers | None = None) -> Summary:
     """Extract the buildings of ``reader`` into ``output`` (its format by extension, written atomically) and
     into each of ``sinks``; with ``probabilities`` (a .tif) also the building-probability raster.
 
@@ -43,7 +44,7 @@ def extract(reader: WindowReader, parameters: ExtractionParameters, *, output: s
         targets.insert(0, open_output(output, reader.crs_wkt, reader.transform, Path(reader.name).stem))
     sink = targets[0] if len(targets) == 1 else TeeSink(*targets)
     return run(reader, parameters, sink, area, progress, cancel, warn=warn, model=model, probabilities=raster,
-               class_maps=class_maps)
+               class_maps=class_maps, workers=workers)
 
 
 @dataclass

@@ -75,17 +75,20 @@ def load_model(weights: str | None) -> Model:
 def run(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area | None = None,
         progress: ProgressCallback | None = None, cancel: CancelCheck | None = None, *,
         warn: Callable[[str], None] | None = None, model: Model | None = None,
-        probabilities: ProbabilityRaster | None = None, class_maps: ClassMapSource | None = None) -> Summary:
+        probabilities: ProbabilityRaster | None = None, class_maps: ClassMapSource | None = None,
+        workers: VectorizeWorkers | None = None) -> Summary:
     """Extract the buildings of ``reader`` (inside ``area``) into ``sink``; geometry in the raster's CRS.
 
     ``probabilities`` also receives the building probability of every pixel. ``class_maps`` replaces the
-    model as the source of the thresholded maps (a replay of cached maps, for benchmarks). On success the sinks
+    model as the source of the thresholded maps (a replay of cached maps, for benchmarks). ``workers`` is a pool
+    of vectorising processes the caller keeps for several runs (else the run starts and stops its own, as
+    ``parameters.vectorize_workers`` says). On success the sinks
     are finished (committed); on any error or cancel they are aborted and the error raised
     (:class:`FootprintError`, :class:`CancelledError`, or a bug's own exception).
     """
     try:
         summary = _extract(reader, parameters, sink, area or Area(), progress, cancel, warn, model, probabilities,
-                           class_maps)
+                           class_maps, workers)
         sink.finish(summary.metadata())
         if probabilities is not None:
             probabilities.finish()
@@ -149,7 +152,8 @@ def set_up(reader: WindowReader, parameters: ExtractionParameters, area: Area, m
 def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area,
              progress: ProgressCallback | None, cancel: CancelCheck | None,
              warn: Callable[[str], None] | None, model: Model | None,
-             probabilities: ProbabilityRaster | None, class_maps: ClassMapSource | None) -> Summary:
+             probabilities: ProbabilityRaster | None, class_maps: ClassMapSource | None,
+             workers: VectorizeWorkers | None) -> Summary:
     started = time.perf_counter()
     warnings: list[str] = []
 
@@ -165,7 +169,8 @@ def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink,
     keep = area.keeper()
     count = 0
     strips = class_maps or setup.model_class_maps()
-    pool = start_workers(parameters.vectorize_workers, setup.device.type, note)
+    pool = workers or start_workers(parameters.vectorize_workers, setup.device.type, note)
+    cpu_before = pool.cpu_seconds if pool is not None else 0.0
     try:
         # closing(): an error in the sink stops the inference thread now, not when the traceback is freed.
         with closing(_buildings(setup.plan, strips, parameters, setup.card, progress, cancel, note, probabilities,
@@ -176,10 +181,10 @@ def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink,
                     sink.add(buildings)
                     count += len(buildings)
     finally:
-        if pool is not None:
+        if pool is not None and pool is not workers:
             pool.close(cancel=True)
     return Summary(count, time.perf_counter() - started, setup.device_name(), grid, setup.card, setup.weights_path, crs_wkt,
-                   setup.raster_name, warnings, pool.cpu_seconds if pool is not None else 0.0)
+                   setup.raster_name, warnings, pool.cpu_seconds - cpu_before if pool is not None else 0.0)
 
 
 def _buildings(plan: InferencePlan, source: ClassMapSource, parameters: ExtractionParameters, card: ModelCard,

@@ -185,7 +185,7 @@ class StripVectorizer:
     def _buildings(self, labelled: Regions, joined: Regions, owner: np.ndarray, emitted: np.ndarray) -> list[Building]:
         """Stage 2: the buildings of the ``emitted`` joined regions, in jobs of about equal size; the strip's
         buildings in the raster order of their first pixel."""
-        jobs_wanted = JOBS_PER_WORKER * self.pool.count if self.pool is not None else 1
+        jobs_wanted = JOBS_PER_WORKER * (self.pool.count if self.pool is not None else 1)
         groups = [emitted[group] for group in group_regions(joined.take(emitted), jobs_wanted)]
         job_of = np.full(len(joined.labels), -1)
         number = np.zeros(len(joined.labels), np.int64)

@@ -1,5 +1,5 @@
-"""One short session on a lent CUDA machine: GPU training runs for the default model, then GPU speed figures.
-Produced: docs/model_report.md, "Training recipe" (the GPU runs), and docs/benchmarks.md, "GPU".
+"""One short session on a lent CUDA machine: GPU training runs for the default model, then training speed.
+Produced: docs/model_report.md, "Training recipe" (the GPU runs). Extraction speed: tools/gpu_check.py.
 
     python tools/lab/gpu_session.py --data data/default --out OUT --minutes 8.5
 
@@ -8,13 +8,11 @@ Everything must fit one command of a few minutes, so the script
    (two epochs each), reads their chips/s and sizes each run's epochs to the time that is left,
 2. trains them to the end of their learning-rate schedule (unless ``--max-minutes`` or the watchdog
    stops a run that would overrun; checkpoints are written atomically every epoch),
-3. measures the GPU: model-only inference and synthetic training steps with AMP on and off,
-   and an end-to-end extraction of a 4096 px mosaic of a real sample raster,
+3. measures synthetic training steps with AMP on and off,
 4. exports each run's best (and last) checkpoint as a float16 weights file into OUT.
 
 OUT receives session.log, measure.json, metrics.jsonl and the weights files: at most 8 files.
-The machine has no GDAL Python bindings, so the end-to-end run counts buildings in memory
-instead of writing a GeoPackage. ``--smoke`` runs the whole script in a minute on a CPU.
+``--smoke`` runs the whole script in a minute on a CPU.
 """
 
 from __future__ import annotations
@@ -29,8 +27,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from tools.bench import time_forward  # noqa: E402
-from tools.mosaics import mosaic_vrt  # noqa: E402
 
 COMMON = ["--class-weights", "0.2,0.35,0.45", "--dice", "0.5", "--threads", "2", "--workers", "4"]
 RUNS = {  # name -> (train arguments, chips per epoch)
@@ -152,32 +148,6 @@ def gpu_facts() -> dict:
     return facts
 
 
-def measure_inference(device: str, smoke: bool) -> list[dict]:
-    """Model-only Mpx/s through the engine's Predictor (host -> GPU -> host), AMP on and off."""
-    import numpy as np
-    import torch
-
-    from footprint_plugin.core.model import UNet, UNetConfig
-    from footprint_plugin.core.predictor import Predictor
-    from footprint_plugin.core.weights import ModelCard
-
-    rows = []
-    for width in (16, 32):
-        model = UNet(UNetConfig(in_channels=3, base_filters=width, depth=5)).eval()
-        card = ModelCard(model_args=model.config.to_dict(), tile_size=256)
-        for batch_size in ((2,) if smoke else (16, 64)):
-            batch = np.random.default_rng(0).normal(size=(batch_size, 3, 256, 256)).astype(np.float32)
-            for amp in (True, False):
-                predictor = Predictor(model, card, device, amp=amp)
-                seconds = time_forward(predictor, batch, 1 if smoke else 20, warm_up=3)
-                rows.append({"width": width, "batch": batch_size, "amp": amp,
-                             "mpx_per_s": round(batch_size * 256 * 256 / seconds / 1e6, 2)})
-        del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return rows
-
-
 def _train_steps(model, optimizer, scaler, images, masks, amp: bool, steps: int) -> None:
     import torch
     import torch.nn.functional as F
@@ -220,49 +190,6 @@ def measure_training_steps(device: str, smoke: bool) -> list[dict]:
             rows.append({"width": width, "batch": batch, "amp": amp,
                          "chips_per_s": round(steps * batch / (time.perf_counter() - started), 1)})
             del model, optimizer
-    return rows
-
-
-def measure_end_to_end(device: str, raster: Path, smoke: bool) -> list[dict]:
-    """Read -> tiles -> model -> polygons (counted, not written) on a real-imagery mosaic, AMP on and off."""
-    import numpy as np
-    import torch
-
-    from footprint_plugin.core.extract import extract_buildings
-    from footprint_plugin.core.parameters import ExtractionParameters
-    from footprint_plugin.core.pipeline import load_model
-    from footprint_plugin.core.predictor import Predictor
-    from footprint_plugin.core.readers import RasterioReader
-    from footprint_plugin.core.tiling import TilingOptions, tile_starts
-
-    rows = []
-    for amp in (True, False):
-        model = load_model(None)
-        count = 0
-
-        def sink(found: list) -> None:
-            nonlocal count
-            count += len(found)
-
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        with RasterioReader(raster) as reader:
-            result = extract_buildings(reader, ExtractionParameters(device=device, tiling=TilingOptions(amp=amp)),
-                                       model=model, sink=sink)
-        gpu_peak_mb = round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None
-        grid, tile = result.grid, result.card.tile_size
-        stride = tile - tile // 4
-        tiles = len(tile_starts(grid.width, tile, stride)) * len(tile_starts(grid.height, tile, stride))
-        predictor = Predictor(load_model(None)[0], result.card, device, amp=amp)
-        batch_size = 16 if device == "cuda" else 4
-        batch = np.random.default_rng(0).normal(size=(batch_size, 3, tile, tile)).astype(np.float32)
-        model_seconds = time_forward(predictor, batch, 2 if smoke else 20) * tiles / batch_size
-        mpx = grid.width * grid.height / 1e6
-        rows.append({"raster": f"{grid.width}x{grid.height}", "amp": amp, "tiles": tiles, "buildings": count,
-                     "seconds": round(result.seconds, 2), "e2e_mpx_per_s": round(mpx / result.seconds, 2),
-                     "model_mpx_per_s": round(mpx / model_seconds, 2),
-                     "e2e_vs_model": round(model_seconds / result.seconds, 3),
-                     "gpu_peak_mb": gpu_peak_mb})
     return rows
 
 
@@ -314,11 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             for record in read_metrics(work / name):
                 merged.write(json.dumps({"run": name, **record}) + "\n")
     export_weights(work, out, results["training"], log)
-    for key, measure in (("training_steps", lambda: measure_training_steps(device, args.smoke)),
-                         ("inference", lambda: measure_inference(device, args.smoke)),
-                         ("end_to_end", lambda: measure_end_to_end(
-                             device, mosaic_vrt(REPO / "resources" / "sample" / "zanzibar_c1.tif",
-                                                1024 if args.smoke else 4096, work / "mosaic.vrt"), args.smoke))):
+    # Extraction speed is measured by tools/gpu_check.py (its tile count follows the engine's own plan).
+    for key, measure in (("training_steps", lambda: measure_training_steps(device, args.smoke)),):
         if time.monotonic() > deadline + 30:
             log(f"{key}: skipped, out of time")
             continue
