@@ -20,7 +20,7 @@ from .parameters import ExtractionParameters
 from .pipeline import Model, Summary, run
 from .probability_raster import ProbabilityRaster
 from .readers import WindowReader
-from .sinks import ListSink, Sink, TeeSink, open_output
+from .sinks import BackgroundSink, ListSink, Sink, TeeSink, open_output
 from .workers import VectorizeWorkers
 
 
@@ -41,7 +41,8 @@ def extract(reader: WindowReader, parameters: ExtractionParameters, *, output: s
         check_output_path(output)
     raster = ProbabilityRaster(probabilities) if probabilities else None
     if output is not None:
-        targets.insert(0, open_output(output, reader.crs_wkt, reader.transform, Path(reader.name).stem))
+        # Written in a thread of its own: a strip's buildings are written while the next one is vectorised.
+        targets.insert(0, BackgroundSink(open_output(output, reader.crs_wkt, reader.transform, Path(reader.name).stem)))
     sink = targets[0] if len(targets) == 1 else TeeSink(*targets)
     return run(reader, parameters, sink, area, progress, cancel, warn=warn, model=model, probabilities=raster,
                class_maps=class_maps, workers=workers)

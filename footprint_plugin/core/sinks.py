@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import os
+import queue
+import threading
 from typing import Protocol
 
 from rasterio.transform import Affine
@@ -129,3 +131,56 @@ class TeeSink:
     def abort(self) -> None:
         for sink in self.sinks:
             sink.abort()
+
+
+class BackgroundSink:
+    """Hands the buildings to ``sink`` in a thread of its own, so that writing a strip's buildings overlaps
+    with vectorising the next strip. A write error comes back at the next ``add`` or at ``finish``; ``abort``
+    stops the thread and drops everything."""
+
+    def __init__(self, sink: Sink, depth: int = 4) -> None:
+        self.sink = sink
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="footprint-write", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        while True:
+            buildings = self._queue.get()
+            if buildings is None:
+                return
+            if self._error is None:
+                try:
+                    self.sink.add(buildings)
+                except BaseException as exc:  # handed to the run's thread at its next call
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def add(self, buildings: list[Building]) -> None:
+        self._raise()
+        self._queue.put(buildings)
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def finish(self, metadata: dict[str, str]) -> None:
+        self._stop()
+        self._raise()
+        self.sink.finish(metadata)
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")  # the thread writes nothing more
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._stop()
+        self.sink.abort()

@@ -117,8 +117,13 @@ class StripVectorizer:
         self.warn = warn
         self.block = block
         self.pool = pool
-        self._buffer = SharedStripBuffer(width) if pool is not None else LocalStripBuffer(width)
-        self._top = 0  # grid row of the buffer's first row
+        # With workers, two buffers take turns: a strip's regions are labelled in one while the buildings of the
+        # strip before are still being made from the other.
+        self._buffers = [SharedStripBuffer(width), SharedStripBuffer(width)] if pool is not None else [LocalStripBuffer(width)]
+        self._buffer = self._buffers[0]
+        self._keep = 0  # rows at the top of the buffer that the next strip's round no longer needs
+        self._pending: _Round | None = None  # a round whose buildings are still being made
+        self._top = 0  # grid row of the buffer's first kept row
         self._owned_from = 0  # regions starting above this row were emitted already
         self._warned_cut = False
         self._warned_wide = False
@@ -126,17 +131,18 @@ class StripVectorizer:
     @property
     def buffered_rows(self) -> int:
         """Rows held for regions that may continue below."""
-        return self._buffer.rows
+        return self._buffer.rows - self._keep
 
     def add(self, row_start: int, building: np.ndarray, interior: np.ndarray, last: bool) -> list[Building]:
         """The buildings completed by a strip of probabilities: P(interior) + P(border), and P(interior)."""
         return self.add_maps(row_start, class_maps(building, interior, self.options), last)
 
     def add_maps(self, row_start: int, maps: ClassMaps, last: bool) -> list[Building]:
-        """The buildings completed by a strip of thresholded maps (:func:`.instances.class_maps`)."""
-        if row_start != self._top + self._buffer.rows:
+        """The buildings completed by a strip of thresholded maps (:func:`.instances.class_maps`). With workers
+        they come out one strip later (all of them with the ``last`` strip)."""
+        if row_start != self._top + self.buffered_rows:
             raise ValueError("strips must arrive in order without gaps")
-        self._buffer.append(maps)
+        self._next_buffer(maps)
         rows = self._buffer.rows
         end = self._top + rows
         max_rows = max(1024, min(self.options.max_buffer_rows, self.options.max_buffer_pixels // max(1, self.width)))
@@ -144,28 +150,49 @@ class StripVectorizer:
         if forced:
             last = True  # bound memory: cut regions taller than the buffer
             self._warn_once("_warned_cut", f"A building region is taller than {max_rows} px; it is cut there.")
-        labelled, joined, owner = self._regions()
+        pieces = self._submit_regions()
+        done = self._finish(self._pending) if self._pending is not None else []
+        labelled, joined, owner, cuts = self._regions(pieces)
         emit, owned_until = self._choose(joined, rows, last)
-        buildings = self._buildings(labelled, joined, owner, np.flatnonzero(emit))
+        self._pending = self._submit_buildings(labelled, joined, owner, np.flatnonzero(emit), cuts)
+        if last or self.pool is None:
+            done += self._finish(self._pending)
+            self._pending = None
         self._owned_from = owned_until
         # Keep one row above the unfinished part: pieces of emitted regions start there and are skipped.
         # After a forced cut nothing is kept, so what continues below starts as a new region.
         keep_from = end if forced else max(self._top, owned_until - 1)
-        self._buffer.drop(keep_from - self._top)
+        self._keep = keep_from - self._top
         self._top = keep_from
-        return buildings
+        return done
 
-    def _regions(self) -> tuple[Regions, Regions, np.ndarray]:
-        """Stage 1: the buffer's building regions as labelled in column pieces, the regions joined across the
-        cuts, and for each labelled region the joined one it belongs to."""
+    def _next_buffer(self, maps: ClassMaps) -> None:
+        """This strip's buffer: the rows the last round kept, then the strip (in the other buffer, with workers)."""
+        if len(self._buffers) == 1:
+            self._buffer.drop(self._keep)
+        else:
+            current = self._buffer
+            self._buffer = self._buffers[1] if current is self._buffers[0] else self._buffers[0]
+            self._buffer.drop(self._buffer.rows)
+            self._buffer.append(ClassMaps(*(array[self._keep :] for array in current.maps().arrays())))
+        self._keep = 0
+        self._buffer.append(maps)
+
+    def _submit_regions(self) -> tuple[list[int], list]:
+        """Stage 1 handed out: the buffer's building regions, labelled in column pieces."""
         pieces = self.pool.count if self.pool is not None else 1
         cuts = [self.width * i // pieces for i in range(pieces + 1)]
         view = self._buffer.view()
         jobs = [RegionJob(view, (first, end)) for first, end in zip(cuts[:-1], cuts[1:]) if end > first]
-        labelled = Regions.join(self._run(label_regions, jobs))
+        return cuts, self._submit(label_regions, jobs)
+
+    def _regions(self, submitted: tuple[list[int], list]) -> tuple[Regions, Regions, np.ndarray, list[int]]:
+        """Stage 1 collected: the regions as labelled in the pieces, the regions joined across the cuts, for each
+        labelled region the joined one it belongs to, and the cuts."""
+        cuts, handles = submitted
+        labelled = Regions.join(self._collect(handles))
         joined, owner = join_regions(labelled, self._buffer.labels(), cuts)
-        self._cuts = cuts
-        return labelled, joined, owner
+        return labelled, joined, owner, cuts
 
     def _choose(self, regions: Regions, rows: int, last: bool) -> tuple[np.ndarray, int]:
         """Which regions are emitted now: those that start at or below the rows already done, are complete,
@@ -182,9 +209,9 @@ class StripVectorizer:
                                                 "than the blocks overlap; it is cut there.")
         return emit, owned_until
 
-    def _buildings(self, labelled: Regions, joined: Regions, owner: np.ndarray, emitted: np.ndarray) -> list[Building]:
-        """Stage 2: the buildings of the ``emitted`` joined regions, in jobs of about equal size; the strip's
-        buildings in the raster order of their first pixel."""
+    def _submit_buildings(self, labelled: Regions, joined: Regions, owner: np.ndarray, emitted: np.ndarray,
+                          cuts: list[int]) -> _Round:
+        """Stage 2 handed out: the buildings of the ``emitted`` joined regions, in jobs of about equal size."""
         jobs_wanted = JOBS_PER_WORKER * (self.pool.count if self.pool is not None else 1)
         groups = [emitted[group] for group in group_regions(joined.take(emitted), jobs_wanted)]
         job_of = np.full(len(joined.labels), -1)
@@ -199,44 +226,33 @@ class StripVectorizer:
             box = (int(joined.top[group].min()), int(joined.bottom[group].max()), int(joined.left[group].min()),
                    int(joined.right[group].max()))
             emission = self.block.for_piece(self._top + box[0], box[1] - box[0], box[2], box[3]) if self.block else None
-            jobs.append(BuildingsJob(view, box, self._tables(labelled, labelled_job == index, number[owner], box),
-                                     self.transform * Affine.translation(0, self._top), self.pixel_area_m2,
-                                     self.options, emission))
-        results: list[BuildingsResult] = self._run(vectorize_regions, jobs)
+            tables = _tables(labelled, labelled_job == index, number[owner], box, cuts, self._buffer.rows)
+            jobs.append(BuildingsJob(view, box, tables, self.transform * Affine.translation(0, self._top),
+                                     self.pixel_area_m2, self.options, emission))
+        return _Round(self._top, jobs, self._submit(vectorize_regions, jobs))
+
+    def _finish(self, round_: _Round) -> list[Building]:
+        """Stage 2 collected: a round's buildings in the raster order of their first pixel."""
+        results: list[BuildingsResult] = self._collect(round_.handles)
         buildings, order = [], []
-        for job, result in zip(jobs, results):
+        for job, result in zip(round_.jobs, results):
             buildings += result.buildings
             order.append(result.order)
             if result.claims is not None:  # in grid columns from the job's claims_start on
                 column = self.block.column_offset + job.box[2] + job.emission.claims_start
-                self.block.claims.mark(self._top + job.box[0], result.claims, column)
+                self.block.claims.mark(round_.top + job.box[0], result.claims, column)
         if not buildings:
             return []
         return [buildings[i] for i in np.argsort(np.concatenate(order), kind="stable")]
 
-    def _tables(self, labelled: Regions, mine: np.ndarray, number: np.ndarray, box: tuple[int, int, int, int]
-                ) -> list[LabelTable]:
-        """For each column piece the box overlaps: which of its labels make up which of the job's regions."""
-        rows = self._buffer.rows
-        tables = []
-        for first, end in zip(self._cuts[:-1], self._cuts[1:]):
-            if end <= box[2] or first >= box[3]:
-                continue
-            base = piece_base(first, rows)
-            inside = (labelled.labels > base) & (labelled.labels <= base + (end - first) * rows)
-            count = int(labelled.labels[inside].max() - base) if inside.any() else 0
-            table = np.zeros(count + 1, np.int32)
-            chosen = inside & mine
-            table[labelled.labels[chosen] - base] = number[chosen]
-            tables.append(LabelTable((first, end), base, table))
-        return tables
-
-    def _run(self, function, jobs: list) -> list:
-        """The jobs' results in order: here, or in the workers."""
+    def _submit(self, function, jobs: list) -> list:
+        """Hand the jobs to the workers (futures), or run them here (results)."""
         if self.pool is None:
             return [function(job) for job in jobs]
-        futures = [self.pool.submit(function, job) for job in jobs]
-        return [self.pool.result(future) for future in futures]
+        return [self.pool.submit(function, job) for job in jobs]
+
+    def _collect(self, handles: list) -> list:
+        return handles if self.pool is None else [self.pool.result(handle) for handle in handles]
 
     def _warn_once(self, flag: str, message: str) -> None:
         if self.warn and not getattr(self, flag):
@@ -244,5 +260,36 @@ class StripVectorizer:
             setattr(self, flag, True)
 
     def close(self) -> None:
-        """Release the buffer (its shared memory)."""
-        self._buffer.close()
+        """Release the buffers (their shared memory); a round still in the workers is waited for first."""
+        if self._pending is not None and self.pool is not None:
+            for handle in self._pending.handles:
+                handle.cancel()
+            self._pending = None
+        for buffer in self._buffers:
+            buffer.close()
+
+
+@dataclass
+class _Round:
+    """A strip's buildings jobs, handed out: the buffer's first grid row then, the jobs and their futures."""
+
+    top: int
+    jobs: list[BuildingsJob]
+    handles: list
+
+
+def _tables(labelled: Regions, mine: np.ndarray, number: np.ndarray, box: tuple[int, int, int, int], cuts: list[int],
+            rows: int) -> list[LabelTable]:
+    """For each column piece the box overlaps: which of its labels make up which of the job's regions."""
+    tables = []
+    for first, end in zip(cuts[:-1], cuts[1:]):
+        if end <= box[2] or first >= box[3]:
+            continue
+        base = piece_base(first, rows)
+        inside = (labelled.labels > base) & (labelled.labels <= base + (end - first) * rows)
+        count = int(labelled.labels[inside].max() - base) if inside.any() else 0
+        table = np.zeros(count + 1, np.int32)
+        chosen = inside & mine
+        table[labelled.labels[chosen] - base] = number[chosen]
+        tables.append(LabelTable((first, end), base, table))
+    return tables
