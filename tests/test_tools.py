@@ -66,3 +66,21 @@ def test_vectorize_ab_runs_an_older_revisions_own_vectoriser_and_finds_the_same_
                  "--rounds", "1"]) == 0
     line = capsys.readouterr().out.strip()
     assert "identical" in line and "NOT" not in line and " 0 buildings" not in line  # the same output
+
+
+def test_gpu_check_smoke_measures_every_stage_and_finds_the_same_buildings(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "smoke.json"
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "gpu_check.py"), "--smoke", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["mosaic"]["size"] == 512
+    assert all(row["mpx_per_s"] > 0 for row in report["model_alone"]) and report["class_maps"]["mpx_per_s"] > 0
+    assert report["reading"]["threads_1"] > 0
+    assert [row["workers"] for row in report["replay"]][0] == 1 and len(report["end_to_end"]) == 2
+    assert report["end_to_end"][0]["buildings"] > 10 and report["summary"]["same_buildings"]
+    assert result.stdout.strip().splitlines()[-1].startswith("gpu_check: device=cpu e2e_mpx_per_s=")
