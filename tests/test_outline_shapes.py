@@ -72,3 +72,17 @@ def test_outline_step_on_a_perfect_l_mask():
     angles = ring_angles(outline.exterior.coords)
     assert len(angles) == 6 and all(is_right(a) for a in angles)  # an axis-aligned L comes back as an L
     assert outline.intersection(truth).area / outline.union(truth).area > 0.97
+
+
+def test_outline_step_in_the_other_modes():
+    """A perfect mask of an L turned by 20 degrees: an L in every mode that shapes outlines (circle: right angles)."""
+    from shapely import affinity
+
+    from tools.lab.outline_shapes import outline_step
+
+    ell = affinity.rotate(Polygon([(10, 10), (60, 10), (60, 30), (30, 30), (30, 55), (10, 55)]), 20, origin=(35, 35))
+    for mode, tolerance in (("diagonals", 1e-6), ("circle", 1e-6), ("any-angle", 10.0)):
+        truth, outline = outline_step(affinity.translate(ell, 15, 15), mode, 0.3)
+        angles = ring_angles(outline.exterior.coords)
+        assert len(angles) == 6 and all(is_right(a, tolerance) for a in angles), (mode, angles)
+        assert outline.intersection(truth).area / outline.union(truth).area > 0.95

@@ -17,6 +17,8 @@ COMMANDS = {
     "export": ("trainer.export", "turn a training checkpoint into a plugin weights file"),
     "evaluate": ("trainer.evaluate", "score predicted buildings against ground truth (SpaceNet F1)"),
     "predict": ("trainer.predict", "extract building footprints from a raster into a GeoPackage"),
+    "regularize": ("trainer.regularize", "regularise the building footprints of any polygon layer (right angles, "
+                   "diagonals, any angle, circles)"),
 }
 
 

@@ -14,7 +14,9 @@ from .errors import FootprintError
 if TYPE_CHECKING:
     from shapely.geometry import Polygon
 
-REGULARIZE_MODES = ("none", "simplify", "orthogonal")
+# Outline modes of the extraction (docs/regularize.md): "orthogonal" is right angles; the last three are appended
+# so that an index into this tuple (Processing's enum) keeps its meaning.
+REGULARIZE_MODES = ("none", "simplify", "orthogonal", "diagonals", "any-angle", "circle")
 
 
 @dataclass

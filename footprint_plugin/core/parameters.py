@@ -99,7 +99,9 @@ OPTIONS: tuple[Option, ...] = (
            "resampled to for the model, metres", minimum=0.02, maximum=10.0, auto="the model's"),
     Option("min_area", "float", 5.0, "Minimum area (m²)", "drop buildings smaller than this, m2", minimum=0.0,
            maximum=100000.0),
-    Option("regularize", "str", "orthogonal", "Outline", "outline clean-up", REGULARIZE_MODES),
+    Option("regularize", "str", "orthogonal", "Outline", "outline clean-up: orthogonal = right angles, diagonals = "
+           "right angles and 45 degrees, any-angle = straight walls, circle = circles where round (else right angles), "
+           "simplify, none = pixel outline", REGULARIZE_MODES),
     Option("tile_size", "int", None, "Tile size (px)", "tile side in model pixels", minimum=32, maximum=4096,
            auto="768, or the model's tile if larger"),
     Option("overlap", "int", None, "Overlap (px)", "tile overlap in pixels", minimum=0, maximum=2048,

@@ -1,4 +1,4 @@
-"""The Processing provider "Building footprints": extract, fine-tune and evaluate."""
+"""The Processing provider "Building footprints": extract, fine-tune, evaluate and regularise."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class FootprintProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802
         self.addAlgorithm(ExtractBuildingsAlgorithm())
         from .evaluate_algorithm import EvaluateBuildingsAlgorithm  # the trainer itself loads only when run
+        from .regularize_algorithm import RegularizeBuildingsAlgorithm
         from .train_algorithm import TrainModelAlgorithm
 
         self.addAlgorithm(TrainModelAlgorithm())
         self.addAlgorithm(EvaluateBuildingsAlgorithm())
+        self.addAlgorithm(RegularizeBuildingsAlgorithm())

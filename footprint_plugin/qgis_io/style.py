@@ -55,3 +55,21 @@ def style_probability_layer(layer: QgsRasterLayer) -> None:
     renderer.setClassificationMax(255)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
+
+
+def style_regularized_layer(layer: QgsVectorLayer) -> None:
+    """Regularised footprints as orange outlines; those kept as they were (``reg_method`` input, invalid, empty,
+    multipart) dashed grey, so that what the tool left alone stands out."""
+    from qgis.core import QgsRuleBasedRenderer
+
+    shaped = QgsFillSymbol.createSimple({"color": "255,140,0,40", "outline_color": "255,120,0,255",
+                                         "outline_width": "0.5", "outline_width_unit": "MM"})
+    kept = QgsFillSymbol.createSimple({"color": "128,128,128,30", "outline_color": "90,90,90,255",
+                                       "outline_width": "0.5", "outline_width_unit": "MM", "outline_style": "dash"})
+    root = QgsRuleBasedRenderer.Rule(None)
+    unchanged = "\"reg_method\" IS NULL OR regexp_match(\"reg_method\", '^(input|invalid|empty|multipart)')"
+    for symbol, label, expression in ((shaped, "regularised", f"NOT ({unchanged})"),
+                                      (kept, "kept as it was", unchanged)):
+        root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, expression, label))
+    layer.setRenderer(QgsRuleBasedRenderer(root))
+    layer.triggerRepaint()

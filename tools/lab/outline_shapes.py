@@ -1,5 +1,6 @@
 """How building-like the outlines are: ``simplify`` against ``orthogonal`` (and ``none``) on a held-out split.
 Produced: docs/model_report.md, "Outlines" (the right-angle table, the L/U test, docs/outlines_simplify_vs_orthogonal.png).
+The L/U test of every mode in docs/regularize.md too (--lu --modes orthogonal,diagonals,any-angle,circle,simplify).
 
 python tools/lab/outline_shapes.py [--split test|val] [--weights W] [--modes simplify,orthogonal] [--json FILE]
 python tools/lab/outline_shapes.py --overlay RASTER --png FILE [--modes ...]   # the modes side by side over the image
@@ -110,12 +111,12 @@ def inside(geometry, frame) -> bool:
 
 def measure(split: dict, modes: list[str], weights: str | None, data: Path, min_area_m2: float = 5.0) -> dict:
     from shapely.geometry import box
-    from trainer.vectors import read_polygons
 
     from footprint_plugin.core.extract import extract_buildings
     from footprint_plugin.core.geo import ground_resolution_m
     from footprint_plugin.core.parameters import ExtractionParameters
     from footprint_plugin.core.readers import RasterioReader
+    from footprint_plugin.core.vector_files import read_polygons
     from trainer.recipe import measured_model
     from trainer.scoring import RasterScore, score_raster_buildings
 
@@ -168,11 +169,11 @@ def overlay(raster: str, modes: list[str], weights: str | None, png: Path, label
     import rasterio
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from trainer.vectors import read_polygons
 
     from footprint_plugin.core.extract import extract_buildings
     from footprint_plugin.core.parameters import ExtractionParameters
     from footprint_plugin.core.readers import RasterioReader
+    from footprint_plugin.core.vector_files import read_polygons
     from trainer.recipe import measured_model
 
     model = measured_model(weights)
@@ -215,9 +216,9 @@ def l_and_u_outlines(split: dict, data: Path, tolerance: float = 12.0):
     (8, two inner) building wholly inside a raster of ``split``: real outlines of those shapes."""
     import rasterio
     from shapely import affinity
-    from trainer.vectors import read_polygons
 
     from footprint_plugin.core.geo import ground_resolution_m
+    from footprint_plugin.core.vector_files import read_polygons
 
     for patterns, labels in split.values():
         for pattern in patterns:
