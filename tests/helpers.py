@@ -10,6 +10,8 @@ import torch
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.transform import Affine
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
 from torch import nn
 
 from footprint_plugin.core.model import UNet, UNetConfig
@@ -19,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RASTER = REPO / "resources" / "sample" / "philippines_c1.tif"
 SAMPLE_LABELS = REPO / "resources" / "sample" / "philippines_c1_buildings.geojson"
 DEFAULT_WEIGHTS = REPO / "resources" / "default_weights.safetensors"
+ZANZIBAR = REPO / "resources" / "sample" / "zanzibar_c1.tif"  # 1792 x 512 px, EPSG:3857, held out of training
 
 # Web Mercator at 60 degrees north: one map unit is half a metre on the ground.
 MERCATOR_60N = Affine(0.6, 0, 0.0, 0, -0.6, 8399737.89)
@@ -89,3 +92,39 @@ def tiny_unet_weights(path: Path, base_filters: int = 4, depth: int = 3, bands: 
                                     "std": [0.25] * len(bands)})
     save_weights(path, model, card)
     return path
+
+
+def cut_tiles(folder: Path, columns: int = 4, utm: tuple[int, ...] = ()) -> list[Path]:
+    """The sample cut into ``columns`` GeoTIFF tiles side by side; the tiles numbered in ``utm`` warped to
+    EPSG:32737 (UTM 37S, where Zanzibar lies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = []
+    with rasterio.open(ZANZIBAR) as source:
+        width = source.width // columns
+        for index in range(columns):
+            window = Window(index * width, 0, width if index + 1 < columns else source.width - index * width,
+                            source.height)
+            profile = source.profile | {"width": window.width, "height": window.height,
+                                        "transform": source.window_transform(window)}
+            data = source.read(window=window)
+            path = folder / f"tile_{index}.tif"
+            if index in utm:
+                _write_warped(path, data, profile, "EPSG:32737")
+            else:
+                with rasterio.open(path, "w", **profile) as target:
+                    target.write(data)
+            tiles.append(path)
+    return tiles
+
+
+def _write_warped(path: Path, data: np.ndarray, profile: dict, crs: str) -> None:
+    transform, width, height = calculate_default_transform(profile["crs"], crs, profile["width"], profile["height"],
+                                                           *rasterio.transform.array_bounds(
+                                                               profile["height"], profile["width"], profile["transform"]))
+    warped = np.zeros((data.shape[0], height, width), data.dtype)
+    for band in range(data.shape[0]):
+        reproject(data[band], warped[band], src_transform=profile["transform"], src_crs=profile["crs"],
+                  dst_transform=transform, dst_crs=crs, resampling=Resampling.bilinear)
+    with rasterio.open(path, "w", **(profile | {"crs": crs, "transform": transform, "width": width, "height": height,
+                                                 "nodata": 0})) as target:
+        target.write(warped)

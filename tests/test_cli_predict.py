@@ -36,15 +36,17 @@ def test_predict_on_the_real_sample_writes_a_buildings_layer(tmp_path, weights, 
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "buildings in" in captured.out and "on cpu" in captured.out
-    fields, epsg, features, _ = read_layer(out)
-    assert fields == ["area_m2", "score"]
+    fields, epsg, features, dataset = read_layer(out)
+    assert fields == ["area_m2", "score", "source"]
+    assert {f.GetField("source") for f in dataset.GetLayerByName("buildings")} == {SAMPLE_RASTER.name}
+    assert [dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())] == ["buildings"]  # no journal
     assert epsg == "3857"
     count = int(captured.out.split()[0])
     assert count == len(features)
     for geometry, area, score in features:
         assert geometry.GetGeometryName() == "POLYGON" and geometry.IsValid()
         assert area > 0 and 0 <= score <= 1
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob("*partial*"))
 
 
 def test_module_entry_point_and_help():

@@ -44,7 +44,7 @@ def test_extract_buildings_in_the_qgis_desktop(tmp_path):
     assert report["plugin_loaded"] and report["action_in_raster_menu"]
     assert report["dialog_title"] == "Extract buildings" and report["dialog_raster"] == "sample"
     assert report["features"] > 0 and report["crs"] == "EPSG:3857" and report["editable"]
-    assert report["fields"][-2:] == ["area_m2", "score"]
+    assert report["fields"][-3:] == ["area_m2", "score", "source"]
     assert any(f"{report['features']} buildings found" in m for m in report["messages"]), report["messages"]
     assert (out / "desktop_buildings.gpkg").is_file()
     # Two vectorising processes started from inside QGIS with its own Python (here sys.executable names another

@@ -9,7 +9,7 @@ from shapely.geometry import box
 from shapely.ops import unary_union
 
 from footprint_plugin.core.area import Area
-from footprint_plugin.core.blocks import block_vectorizers, plan_column_blocks
+from footprint_plugin.core.blocks import plan_blocks
 from footprint_plugin.core.buildings import VectorizeOptions
 from footprint_plugin.core.errors import CancelledError, FootprintError
 from footprint_plugin.core.extract import extract_buildings
@@ -28,9 +28,9 @@ UTM = Affine(0.3, 0, 500000, 0, -0.3, 6000000)
 BOXES = [(10, 10, 40, 50), (10, 50, 40, 80), (70, 20, 150, 60), (100, 100, 130, 190), (160, 5, 175, 25)]
 
 
-def probe_extract(path, tile=64, overlap=16, regularize="none", min_area=0.5, extent=None, block_width=6144,
-                  block_halo=192, edge_margin=16, **kwargs):
-    tiling = TilingOptions(tile, overlap, 3, block_width=block_width, block_halo=block_halo, edge_margin=edge_margin)
+def probe_extract(path, tile=64, overlap=16, regularize="none", min_area=0.5, extent=None, block_size=8192,
+                  block_halo=384, edge_margin=16, **kwargs):
+    tiling = TilingOptions(tile, overlap, 3, block_size=block_size, block_halo=block_halo, edge_margin=edge_margin)
     parameters = ExtractionParameters(tiling=tiling, regularize=regularize, min_area_m2=min_area, device="cpu")
     with RasterioReader(path) as reader:
         return extract_buildings(reader, parameters, model=(ProbeModel(), probe_card(tile), "probe"),
@@ -412,81 +412,83 @@ def test_endless_building_region_is_cut_to_bound_memory():
     assert sum(b.area_m2 for b in found) == pytest.approx(rows * cols, rel=0.01)
 
 
-@pytest.mark.parametrize("width,tile,stride,block_width,halo", [
-    (20480, 256, 192, 6144, 192), (600, 64, 48, 96, 48), (1000, 256, 192, 300, 64), (7000, 256, 256, 2048, 0),
-    (200_000, 256, 192, 6144, 192)])
-def test_column_blocks_partition_the_width_into_whole_tiles(width, tile, stride, block_width, halo):
-    blocks = plan_column_blocks(width, tile, stride, block_width, halo)
-    assert len(blocks) > 1
-    xs = tile_starts(width, tile, stride)
-    assert blocks[0].own_start == 0 and blocks[-1].own_end == width
-    for left, right in zip(blocks, blocks[1:]):
-        assert left.own_end == right.own_start  # own columns: a partition, no gaps, no overlap
-        assert left.emit_end == min(width, left.own_end + halo)
-    assert blocks[-1].emit_end == width
-    for block in blocks:
-        assert block.start in xs and (block.end == width or block.end - tile in xs)  # whole global tiles
-        assert block.own_end - block.own_start <= block_width + stride  # memory follows the block, not the raster
-        assert block.width <= block_width + 2 * stride + 2 * tile + halo
-        # Every tile that covers a column the block looks at for ownership or emits is inferred by
-        # the block, so those columns blend exactly the tiles of a whole-width run.
-        needed = [x for x in xs if x + tile > max(0, block.own_start - 1) and x < block.emit_end]
-        assert block.start <= min(needed) and max(needed) + tile <= block.end
-    assert sum(b.width for b in plan_column_blocks(20480, 256, 192, 6144, 192)) < 1.08 * 20480
+@pytest.mark.parametrize("height,width,size,halo", [(20480, 20480, 8192, 384), (600, 200, 96, 48),
+                                                    (1000, 30000, 300, 64), (10240, 10241, 8192, 384)])
+def test_blocks_partition_the_grid(height, width, size, halo):
+    plan = plan_blocks(height, width, size, halo)
+    assert len(plan) > 1
+    owned = np.zeros((height, width), np.uint8)
+    for block in plan.blocks:
+        top, bottom, left, right = block.own
+        owned[top:bottom, left:right] += 1
+        assert bottom - top <= 1.25 * size and right - left <= 1.25 * size  # memory follows the block
+        assert block.window == (max(0, top - halo), min(height, bottom + halo), max(0, left - halo),
+                                min(width, right + halo))
+        rule = plan.rule(block)
+        assert (rule.cut_top, rule.cut_left) == (top > 0, left > 0)
+        assert (rule.cut_bottom, rule.cut_right) == (bottom < height, right < width)
+    assert (owned == 1).all()  # own squares: a partition, no gaps, no overlap
+    assert len(plan_blocks(10240, 10240, 8192, 384)) == 1  # up to 1.25 x the size: one block
+    assert plan_blocks(10240, 10240, 8192, 384).rule(plan_blocks(10240, 10240, 8192, 384).blocks[0]) is None
 
 
-def test_column_blocks_give_the_buildings_of_one_whole_width_run(tmp_path):
-    # Buildings on, beside and across the block boundaries (blocks of 96 columns, tile 64, stride 48).
-    boxes = [(10, 80, 40, 110), (10, 110, 40, 140), (50, 185, 90, 200), (50, 200, 90, 230), (100, 5, 140, 95),
-             (100, 280, 130, 300), (150, 380, 190, 400), (20, 470, 60, 520), (140, 560, 180, 598), (60, 300, 80, 310)]
-    path = write_raster(tmp_path / "wide.tif", paint(200, 600, boxes), transform=UTM)
+def test_blocks_give_the_buildings_of_one_run(tmp_path):
+    # Buildings up to 45 px on, beside and across the block boundaries (blocks of ~96 px with a 48 px halo, tile 64,
+    # stride 48), in both directions: the same buildings as one run over the whole raster, bit for bit.
+    boxes = [(10, 80, 40, 110), (10, 110, 40, 140), (50, 185, 90, 200), (50, 200, 90, 230), (100, 5, 140, 45),
+             (100, 280, 130, 300), (130, 380, 170, 400), (20, 470, 60, 510), (140, 560, 180, 598), (60, 300, 80, 310),
+             (180, 90, 225, 130), (285, 270, 299, 310), (200, 150, 240, 190)]
+    path = write_raster(tmp_path / "wide.tif", paint(300, 600, boxes), transform=UTM)
     whole = probe_extract(path)
     warnings = []
-    blocked = probe_extract(path, block_width=96, block_halo=48, warn=warnings.append)
-    assert len(whole.buildings) == len(blocked.buildings) == len(boxes)
-    key = lambda b: (round(b.geometry.bounds[0], 3), round(b.geometry.bounds[1], 3))  # noqa: E731
-    for one, other in zip(sorted(whole.buildings, key=key), sorted(blocked.buildings, key=key)):
-        assert one.geometry.symmetric_difference(other.geometry).area < 1e-6  # m2: float rounding at UTM offsets
-        assert one.area_m2 == pytest.approx(other.area_m2) and one.score == pytest.approx(other.score)
+    blocked = probe_extract(path, block_size=96, block_halo=48, warn=warnings.append)
+    assert len(whole.buildings) == len(boxes)
+    assert sorted(b.wkb for b in whole.buildings) == sorted(b.wkb for b in blocked.buildings)
     assert not warnings
 
 
-def test_region_wider_than_the_block_halo_is_cut_not_lost(tmp_path):
-    long_building = [(80, 20, 110, 560)]  # 540 columns: crosses five block boundaries
+def test_building_larger_than_the_halo_comes_out_in_pieces_each_pixel_once(tmp_path):
+    long_building = [(80, 20, 110, 560)]  # 540 columns: crosses five block boundaries, ten times the halo
     path = write_raster(tmp_path / "long.tif", paint(200, 600, long_building), transform=UTM)
     whole = probe_extract(path)
     warnings = []
-    blocked = probe_extract(path, block_width=96, block_halo=48, warn=warnings.append)
+    blocked = probe_extract(path, block_size=96, block_halo=48, warn=warnings.append)
     assert len(whole.buildings) == 1 and len(blocked.buildings) > 1
     pieces = unary_union([b.geometry for b in blocked.buildings])
     assert pieces.symmetric_difference(whole.buildings[0].geometry).area < 1e-6  # every pixel, once
     assert sum(b.geometry.area for b in blocked.buildings) == pytest.approx(whole.buildings[0].geometry.area)
-    assert any("cut there" in w for w in warnings)
+    assert len(warnings) == 1 and "--block-halo" in warnings[0]  # once a run, not once a block
 
 
-def vectorize_in_blocks(probability: np.ndarray, tile: int, stride: int, block_width: int, halo: int):
-    """Exact global probabilities fed through the pipeline's block loop (blocks.block_vectorizers)."""
+def vectorize_in_blocks(probability: np.ndarray, size: int, halo: int):
+    """Exact global probabilities fed through the block loop's vectorisers, window by window."""
     height, width = probability.shape
     options = VectorizeOptions(min_area_m2=0, regularize="none", min_seed_px=1)
     found = []
-    blocks = plan_column_blocks(width, tile, stride, block_width, halo)
-    for block, vectorizer in block_vectorizers(blocks, height, Affine.identity(), 1.0, options):
-        strip = probability[:, block.start : block.end]
-        for row in range(0, height, 16):
-            found += vectorizer.add(row, strip[row : row + 16], strip[row : row + 16], row + 16 >= height)
-    return blocks, found
+    plan = plan_blocks(height, width, size, halo)
+    for block in plan.blocks:
+        top, bottom, left, right = block.window
+        vectorizer = StripVectorizer(Affine.identity(), 1.0, right - left, options, rule=plan.rule(block), column=left,
+                                     row=top)
+        window = probability[top:bottom, left:right]
+        for row in range(0, bottom - top, 16):
+            part = window[row : row + 16]
+            found += vectorizer.add(top + row, part, part, row + 16 >= bottom - top)
+        vectorizer.close()
+    return plan, found
 
 
 def _shapes_across_block_edges():
-    blocks = plan_column_blocks(600, 64, 48, 96, 48)
-    own_end, emit_end = blocks[0].own_end, blocks[0].emit_end
-    box_on_edge = np.zeros((60, 600), np.float32)
+    plan = plan_blocks(80, 600, 96, 48)
+    own_end = int(plan.column_bounds[1])
+    emit_end = own_end + 48
+    box_on_edge = np.zeros((80, 600), np.float32)
     box_on_edge[10:30, own_end - 10 : own_end + 10] = 0.9
     u_open_left = np.zeros((80, 600), np.float32)  # its lower arm starts right of block 0's own columns
     u_open_left[5:15, own_end - 30 : emit_end + 20] = 0.9
     u_open_left[5:65, emit_end + 10 : emit_end + 20] = 0.9
     u_open_left[55:65, own_end + 10 : emit_end + 20] = 0.9
-    c_open_right = np.zeros((80, 600), np.float32)  # both arms cross where block 0 stops emitting
+    c_open_right = np.zeros((80, 600), np.float32)  # both arms cross block 0's window
     c_open_right[5:15, own_end - 30 : emit_end + 30] = 0.9
     c_open_right[5:65, own_end - 30 : own_end - 20] = 0.9
     c_open_right[55:65, own_end - 30 : emit_end + 30] = 0.9
@@ -494,11 +496,10 @@ def _shapes_across_block_edges():
 
 
 @pytest.mark.parametrize("name", list(_shapes_across_block_edges()))
-@pytest.mark.parametrize("tile,stride", [(64, 48), (64, 64), (64, 32)])
-def test_column_blocks_emit_every_building_pixel_exactly_once(name, tile, stride):
+def test_blocks_emit_every_building_pixel_exactly_once(name):
     probability = _shapes_across_block_edges()[name]
-    blocks, found = vectorize_in_blocks(probability, tile, stride, 96, 48)
-    assert len(blocks) > 3
+    plan, found = vectorize_in_blocks(probability, 96, 48)
+    assert len(plan) > 3
     total = sum(b.geometry.area for b in found)
     union = unary_union([b.geometry for b in found])
     assert total == pytest.approx(float((probability > 0.5).sum()))  # nothing lost ...

@@ -307,7 +307,7 @@ def test_ctrl_c_stops_predict_at_once_with_exit_130_and_no_file(tmp_path, worker
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".big.gpkg.*.partial")) and time.monotonic() < deadline:
+    while not (tmp_path / "big.partial.gpkg").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(2.0)  # inside the run: model loaded, output open, inference going
     helpers = _descendants(process.pid)  # the vectorising workers and their forkserver, once started
@@ -354,7 +354,8 @@ def test_a_killed_vectorising_worker_ends_the_run_with_one_line_and_no_file(tmp_
         helpers = _descendants(process.pid)
     assert len(helpers) >= 3 and process.poll() is None, "the vectorising workers had not started"
     parents = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in helpers}
-    worker = next(pid for pid in helpers if pid not in parents.values())  # a leaf: a worker, not the forkserver
+    # A worker: a child of the forkserver (itself a helper), not the forkserver or the resource tracker.
+    worker = next(pid for pid in helpers if parents[pid] in helpers and pid not in parents.values())
     time.sleep(1.0)  # inside the run
     os.kill(worker, signal.SIGKILL)
     killed = time.monotonic()

@@ -25,7 +25,7 @@ from footprint_plugin.core.parameters import ExtractionParameters
 from footprint_plugin.core.tiling import TilingOptions
 from footprint_plugin.tasks.extraction_task import Cancelled, ExtractionRequest, ExtractionTask, Failed, Success
 
-from .helpers import SAMPLE_RASTER, tiny_unet_weights, write_raster
+from .helpers import SAMPLE_RASTER, cut_tiles, tiny_unet_weights, write_raster
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_task_on_the_real_raster_adds_an_editable_layer(qgis_app, qgis_iface, sa
     assert isinstance(outcome, Success), outcome.message()
     assert isinstance(layer, QgsVectorLayer) and layer.isValid()
     assert QgsProject.instance().mapLayersByName("sample buildings") == [layer]
-    assert [f.name() for f in layer.fields()][-2:] == ["area_m2", "score"]
+    assert [f.name() for f in layer.fields()][-3:] == ["area_m2", "score", "source"]
     assert layer.crs().authid() == "EPSG:3857"
     assert layer.featureCount() == outcome.buildings
     assert layer.geometryType() == Qgis.GeometryType.Polygon if hasattr(Qgis, "GeometryType") else True
@@ -131,7 +131,7 @@ def test_processing_algorithm(provider, sample_layer, weights, tmp_path):
         "BATCH_SIZE": 2, "MIN_AREA": 0.0, "REGULARIZE": 2, "OUTPUT": output})
     layer = QgsVectorLayer(result["OUTPUT"], "out", "ogr")
     assert layer.isValid() and layer.crs().authid() == "EPSG:3857"
-    assert [f.name() for f in layer.fields()][-2:] == ["area_m2", "score"]
+    assert [f.name() for f in layer.fields()][-3:] == ["area_m2", "score", "source"]
     assert layer.featureCount() >= 1
     del layer  # QGIS 3.22 crashes at exit if an open result is the target of a failed run
     bad = {"INPUT": sample_layer, "WEIGHTS": weights, "EXTENT": "0,10,0,10 [EPSG:3857]",
@@ -299,6 +299,30 @@ def test_dialog_processing_and_cli_offer_the_same_options(qgis_iface, provider, 
         assert option.name in dialog.widgets or option.name == "device"
         assert option.describe_default() in definition.description()
         assert option.describe_default() in flags[option.name].help
+
+
+def test_processing_takes_several_rasters_in_two_crss(provider, qgis_new_project, tmp_path):
+    # The Zanzibar sample cut into four tiles, two warped to UTM: one layer in EPSG:3857 with every tile as a
+    # source, the buildings of the command line's run over the same files.
+    import processing
+
+    from trainer.cli import main
+
+    tiles = cut_tiles(tmp_path / "tiles", utm=(2, 3))
+    layers = [QgsRasterLayer(str(tile), tile.stem) for tile in tiles]
+    output = str(tmp_path / "many.gpkg")
+    result = processing.run("footprint:extract_buildings_many", {"INPUTS": layers, "DEVICE": 1, "BLOCK_SIZE": 512,
+                                                                  "BLOCK_HALO": 128, "OUTPUT": output})
+    layer = QgsVectorLayer(result["OUTPUT"], "out", "ogr")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:3857"
+    sources = {feature["source"] for feature in layer.getFeatures()}
+    count = layer.featureCount()
+    del layer
+    assert sources == {tile.name for tile in tiles}
+    cli = tmp_path / "cli.gpkg"
+    assert main(["predict", "--input", *map(str, tiles), "--output", str(cli), "--device", "cpu", "--block-size",
+                 "512", "--block-halo", "128", "--quiet"]) == 0
+    assert QgsVectorLayer(str(cli), "cli", "ogr").featureCount() == count > 60
 
 
 def test_processing_fails_when_the_output_cannot_be_saved(provider, sample_layer, weights, tmp_path):

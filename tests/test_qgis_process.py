@@ -38,7 +38,7 @@ def test_qgis_process_runs_the_algorithm(tmp_path):
     assert layer.GetFeatureCount() > 0
     assert layer.GetSpatialRef().GetAuthorityCode(None) == "3857"
     names = [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())]
-    assert names[-2:] == ["area_m2", "score"]
+    assert names[-3:] == ["area_m2", "score", "source"]
     failed = subprocess.run([*base, "run", "footprint:extract_buildings", "--", f"INPUT={SAMPLE_RASTER}",
                              f"WEIGHTS={tmp_path / 'missing.safetensors'}", f"OUTPUT={tmp_path / 'x.gpkg'}"],
                             env=env, capture_output=True, text=True, timeout=300)

@@ -50,22 +50,25 @@ def test_remembering_network_computes_each_input_once_and_gives_the_same_output(
     assert len(remembered.seen) == 2 and not np.allclose(other, first)
 
 
-OLDER_LABELLING = "3901d0b"  # the revision before label_instances took a region's only seed without a distance transform
+OLDER_VECTORISER = "7b1044a"  # the last revision with column blocks (ClaimMask) before square blocks
 
 
 def test_vectorize_ab_runs_an_older_revisions_own_vectoriser_and_finds_the_same_buildings(capsys):
+    # A real older revision: its engine taken from git into a package of its own, with other code (column blocks
+    # that claim pixels, no anchored blocks), and the same buildings on a real raster.
     import inspect
 
-    from footprint_plugin.core import instances
+    from footprint_plugin.core import vectorize
     from tools.lab.vectorize_ab import main, vectorize_module
 
-    older = vectorize_module(OLDER_LABELLING)
-    assert inspect.getsource(older.label_instances) != inspect.getsource(instances.label_instances)  # other code
-    assert "_fill_from_only_seed" not in inspect.getsource(older.label_instances)
-    assert main([str(REPO / "resources" / "sample" / "philippines_c1.tif"), "--rev", OLDER_LABELLING,
+    older = vectorize_module(OLDER_VECTORISER)
+    assert older.__file__ != vectorize.__file__ and "vectorize-ab-" in older.__file__
+    assert hasattr(older, "ClaimMask") and not hasattr(vectorize, "ClaimMask")  # other code
+    assert "rule" not in inspect.signature(older.StripVectorizer).parameters
+    assert main([str(REPO / "resources" / "sample" / "philippines_c1.tif"), "--rev", OLDER_VECTORISER,
                  "--rounds", "1"]) == 0
     line = capsys.readouterr().out.strip()
-    assert "identical" in line and "NOT" not in line and " 0 buildings" not in line  # the same output
+    assert "identical" in line and "NOT" not in line and " 0 buildings" not in line, line  # the same output
 
 
 def test_gpu_check_smoke_measures_every_stage_and_finds_the_same_buildings(tmp_path):

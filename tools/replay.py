@@ -50,10 +50,10 @@ def class_maps_cache(raster: Path, weights: Path | None = None, folder: Path = C
     with RasterioReader(raster) as reader:
         model_maps = set_up(reader, parameters, Area()).model_class_maps()
 
-        def recording(progress, cancelled, columns):
-            for strip in model_maps(progress, cancelled, columns):
+        def recording(progress, cancelled, window):
+            for strip in model_maps(progress, cancelled, window):
                 index = len(strips)
-                strips.append({"columns": list(columns), "row_start": strip.row_start, "last": strip.last})
+                strips.append({"window": list(window), "row_start": strip.row_start, "last": strip.last})
                 for name, array in zip(("building", "seeds", "probability"), strip.maps.arrays()):
                     arrays[f"{index}_{name}"] = array
                 yield strip
@@ -66,7 +66,7 @@ def class_maps_cache(raster: Path, weights: Path | None = None, folder: Path = C
 
 
 class CachedClassMaps:
-    """A class-map source that hands over the cached strips of each column block at once."""
+    """A class-map source that hands over the cached strips of a one-block run, cut to each block's window."""
 
     def __init__(self, path: Path) -> None:
         from footprint_plugin.core.inference import ClassStrip
@@ -74,14 +74,20 @@ class CachedClassMaps:
 
         with np.load(path) as data:
             meta = json.loads(bytes(data["strips"]).decode())
-            self.strips = [(tuple(m["columns"]), ClassStrip(m["row_start"], ClassMaps(
-                *(data[f"{i}_{name}"] for name in ("building", "seeds", "probability"))), m["last"]))
+            self.strips = [ClassStrip(m["row_start"], ClassMaps(
+                *(data[f"{i}_{name}"] for name in ("building", "seeds", "probability"))), m["last"])
                 for i, m in enumerate(meta)]
+        self._class_strip, self._class_maps = ClassStrip, ClassMaps
 
-    def __call__(self, progress, cancelled, columns) -> Iterator:
-        for block_columns, strip in self.strips:
-            if block_columns == tuple(columns):
-                yield strip
+    def __call__(self, progress, cancelled, window) -> Iterator:
+        top, bottom, left, right = window
+        inside = [strip for strip in self.strips
+                  if strip.row_start < bottom and strip.row_start + len(strip.maps.building) > top]
+        for index, strip in enumerate(inside):
+            first = max(top, strip.row_start) - strip.row_start
+            end = min(bottom, strip.row_start + len(strip.maps.building)) - strip.row_start
+            maps = self._class_maps(*(array[first:end, left:right] for array in strip.maps.arrays()))
+            yield self._class_strip(strip.row_start + first, maps, index + 1 == len(inside))
 
 
 def replay(raster: Path, cache: Path, workers: int, regularize: str = "orthogonal",

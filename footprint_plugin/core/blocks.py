@@ -1,88 +1,89 @@
-"""Column blocks of wide rasters: the plan and the block loop (the pixel claims between blocks are the
-vectoriser's, :class:`.vectorize.ClaimMask`).
+"""Blocks of a large raster: squares of the model grid that run independently of each other.
 
-Rasters wider than a block run block by block, each block made of whole tiles of the one
-global tile grid, so a block's own columns get the same probabilities as in one whole-width
-run. A block emits the buildings that start in its own columns, whole, even where they reach
-``halo`` columns into the next block; the next block skips the pixels already emitted.
+Each block vectorises its own square plus a halo of ``halo`` px around it (its *window*) and keeps the
+buildings (instances) whose anchor, their first pixel in raster order (top row, then leftmost), lies in its own
+square. The model's tiles lie on one lattice over the whole grid and every pixel takes the tile whose centre is
+nearest, so a window's pixels get exactly the maps of one run over the whole grid
+(:func:`.inference.iter_class_strips`). An instance is grown from its seed into its building region by its
+neighbourhood only, so one anchored in the own square, and reaching less than the halo beyond it, comes out
+exactly as in one run, even where its building region reaches out of the window. So blocks need no
+coordination: they run in any order, on any machine, and a run resumes after the blocks it finished.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from rasterio.transform import Affine
-
-from .buildings import VectorizeOptions
-from .tiling import tile_starts
-from .vectorize import BlockEmission, ClaimMask, StripVectorizer
-
-if TYPE_CHECKING:
-    from .workers import VectorizeWorkers
+import numpy as np
 
 
 @dataclass(frozen=True)
-class ColumnBlock:
-    """Grid columns [start, end) inferred together.
+class BlockRule:
+    """Which instances a block emits (:class:`.pieces.BlockEdges`), in its window's rows and columns: those
+    anchored in ``own``. A window side inside the grid (``cut_*``) may cut a building region."""
 
-    The block emits building pixels in [own_start, emit_end): its own columns plus ``halo``
-    columns of the next block's, where a building that starts in its own columns may continue.
-    """
+    own: tuple[int, int, int, int]
+    cut_top: bool
+    cut_left: bool
+    cut_right: bool
+    cut_bottom: bool
+    row_bounds: np.ndarray  # the plan's own squares, in grid rows and columns
+    column_bounds: np.ndarray
+    halo: int
 
-    start: int
-    end: int
-    own_start: int
-    own_end: int
-    emit_end: int
+
+@dataclass(frozen=True)
+class Block:
+    """One block: its own rows and columns of the grid, (top, bottom, left, right) as [top, bottom) x
+    [left, right), and its window: the own square and the halo, within the grid."""
+
+    index: int
+    own: tuple[int, int, int, int]
+    window: tuple[int, int, int, int]
 
     @property
-    def width(self) -> int:
-        return self.end - self.start
+    def window_pixels(self) -> int:
+        top, bottom, left, right = self.window
+        return (bottom - top) * (right - left)
 
 
-def plan_column_blocks(width: int, tile: int, stride: int, block_width: int, halo: int) -> list[ColumnBlock]:
-    """Cut a wide grid into column blocks made of whole tiles of the global tile grid.
+@dataclass(frozen=True)
+class BlockPlan:
+    """The blocks of a ``height`` x ``width`` grid, row by row."""
 
-    A block infers every tile that covers a column in [own_start - 1, emit_end), so those columns
-    get exactly the blended probabilities of one run over the whole width. Rasters up to 1.25 x
-    ``block_width`` wide are one block.
-    """
-    xs = tile_starts(width, tile, stride)
-    block_width = max(block_width, 2 * stride)
-    if width <= 1.25 * block_width or len(xs) < 3:
-        return [ColumnBlock(0, width, 0, width, width)]
-    count = math.ceil(width / block_width)
-    bounds = sorted({round(i * width / count / stride) * stride for i in range(count)} - {width}) + [width]
-    blocks: list[ColumnBlock] = []
-    for own_start, own_end in zip(bounds[:-1], bounds[1:]):
-        emit_end = min(width, own_end + halo)
-        used = [x for x in xs if x + tile > own_start - 1 and x < emit_end]
-        blocks.append(ColumnBlock(used[0], min(width, used[-1] + tile), own_start, own_end, emit_end))
-    return blocks
+    height: int
+    width: int
+    row_bounds: np.ndarray
+    column_bounds: np.ndarray
+    halo: int
+    blocks: tuple[Block, ...]
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def rule(self, block: Block) -> BlockRule | None:
+        """The block's emission rule in its window's rows and columns (None for a plan of one block)."""
+        if len(self.blocks) == 1:
+            return None
+        top, bottom, left, right = block.window
+        own = (block.own[0] - top, block.own[1] - top, block.own[2] - left, block.own[3] - left)
+        return BlockRule(own, top > 0, left > 0, right < self.width, bottom < self.height, self.row_bounds,
+                         self.column_bounds, self.halo)
 
 
-def block_vectorizers(blocks: list[ColumnBlock], height: int, transform: Affine, pixel_area_m2: float,
-                      options: VectorizeOptions, warn: Callable[[str], None] | None = None,
-                      pool: VectorizeWorkers | None = None) -> Iterator[tuple[ColumnBlock, StripVectorizer]]:
-    """The block loop: one :class:`StripVectorizer` per block, left to right, each skipping the
-    pixels the block on its left emitted and recording what it emits beyond its own columns.
+def plan_blocks(height: int, width: int, size: int, halo: int) -> BlockPlan:
+    """Cut a ``height`` x ``width`` grid into blocks of about ``size`` px, row by row; a side up to 1.25 x
+    ``size`` is not cut, so most rasters are one block (the window: the whole grid)."""
+    rows, columns = _bounds(height, size), _bounds(width, size)
+    blocks = []
+    for top, bottom in zip(rows[:-1], rows[1:]):
+        for left, right in zip(columns[:-1], columns[1:]):
+            window = (max(0, top - halo), min(height, bottom + halo), max(0, left - halo), min(width, right + halo))
+            blocks.append(Block(len(blocks), (int(top), int(bottom), int(left), int(right)), window))
+    return BlockPlan(height, width, rows, columns, halo, tuple(blocks))
 
-    Feed each vectoriser all of its block's strips before taking the next one.
-    """
-    claimed: ClaimMask | None = None
-    for block in blocks:
-        claims = ClaimMask(height, block.own_end, block.emit_end) if block.emit_end > block.own_end else None
-        emission = None
-        if len(blocks) > 1:
-            emission = BlockEmission((block.own_start - block.start, block.own_end - block.start),
-                                     block.emit_end - block.start, block.start, claimed, claims)
-        vectorizer = StripVectorizer(transform * Affine.translation(block.start, 0), pixel_area_m2, block.width,
-                                     options, warn=warn, block=emission, pool=pool)
-        try:
-            yield block, vectorizer
-        finally:
-            vectorizer.close()
-        claimed = claims
+
+def _bounds(length: int, size: int) -> np.ndarray:
+    count = 1 if length <= 1.25 * size else math.ceil(length / size)
+    return np.array([round(i * length / count) for i in range(count + 1)], np.int64)

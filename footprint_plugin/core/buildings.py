@@ -50,17 +50,28 @@ class Building:
     worker processes, and writers pass it on as it is, so the shapely object is only made when asked for.
     """
 
-    __slots__ = ("_geometry", "_wkb", "area_m2", "score")
+    __slots__ = ("_centre", "_geometry", "_wkb", "area_m2", "score", "source")
 
-    def __init__(self, geometry: Polygon | None, area_m2: float, score: float, wkb: bytes | None = None) -> None:
+    def __init__(self, geometry: Polygon | None, area_m2: float, score: float, wkb: bytes | None = None,
+                 centre: tuple[float, float] | None = None, source: str = "") -> None:
         if geometry is None and wkb is None:
             raise ValueError("a building needs a geometry or its WKB")
-        self._geometry, self._wkb = geometry, wkb
+        self._geometry, self._wkb, self._centre = geometry, wkb, centre
         self.area_m2, self.score = area_m2, score
+        self.source = source  # the raster it was found in (the one holding its centre)
 
     @classmethod
-    def from_wkb(cls, wkb: bytes, area_m2: float, score: float) -> Building:
-        return cls(None, area_m2, score, wkb)
+    def from_wkb(cls, wkb: bytes, area_m2: float, score: float, centre: tuple[float, float] | None = None,
+                 source: str = "") -> Building:
+        return cls(None, area_m2, score, wkb, centre, source)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """The centre of the polygon's bounding box, in its CRS."""
+        if self._centre is None:
+            x0, y0, x1, y1 = self.geometry.bounds
+            self._centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+        return self._centre
 
     @property
     def geometry(self) -> Polygon:
@@ -86,5 +97,5 @@ class Building:
         return f"Building(area_m2={self.area_m2:.2f}, score={self.score:.3f})"
 
     def __reduce__(self):
-        return Building.from_wkb, (self.wkb, self.area_m2, self.score)
+        return Building.from_wkb, (self.wkb, self.area_m2, self.score, self._centre, self.source)
 

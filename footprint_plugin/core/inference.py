@@ -5,8 +5,8 @@ the output of the tile whose centre is nearest (:func:`owned_spans`): with the d
 overlap that is at least half the overlap from the tile's edges, so every pixel is seen
 with context on all sides. The predictor thresholds each tile where the model runs
 (:meth:`.Predictor.class_maps`), and only the current row of tiles is held: peak memory
-depends on neither the raster's height nor, with column blocks for rasters wider than
-6144 px of the model grid (:mod:`.blocks`), its width. The raster's edge is treated the
+depends on neither the raster's height nor, with blocks for rasters larger than
+10240 px of the model grid (:mod:`.blocks`), its width. The raster's edge is treated the
 same whatever the tile size: a margin of reflected raster (the model card's ``context_px``)
 surrounds it, and the tiles lie on one lattice over it (:func:`.tiling.padded_grid`).
 """
@@ -43,9 +43,10 @@ class ClassStrip:
     last: bool
 
 
-# Where the thresholded maps of a run come from: called with (progress, cancelled, (first, end column)) for
-# each column block, it yields that block's strips top to bottom (the model's: iter_class_strips).
-ClassMapSource = Callable[[Optional[ProgressCallback], Optional[CancelCheck], tuple[int, int]], Iterator[ClassStrip]]  # noqa: UP007 - runs on Python 3.9
+# Where the thresholded maps of a run come from: called with (progress, cancelled, window) for each block,
+# window = (top, bottom, left, right) in padded-grid rows and columns, it yields the window's strips top to
+# bottom, each holding the window's columns (the model's: iter_class_strips).
+ClassMapSource = Callable[[Optional[ProgressCallback], Optional[CancelCheck], tuple[int, int, int, int]], Iterator[ClassStrip]]  # noqa: UP007, E501 - runs on Python 3.9
 
 
 def owned_spans(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
@@ -133,57 +134,64 @@ def iter_class_strips(
     thresholds: VectorizeOptions,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
-    columns: tuple[int, int] | None = None,
+    window: tuple[int, int, int, int] | None = None,
 ) -> Iterator[ClassStrip]:
-    """Run the model over the plan's padded grid; yield final class maps top to bottom.
+    """Run the model over a window of the plan's padded grid; yield final class maps top to bottom.
 
     Every pixel takes the thresholded maps of the tile whose centre is nearest (:func:`owned_spans`),
     computed where the model runs (:meth:`.Predictor.class_maps`), so only 3 bytes a pixel leave it.
-    Rows and columns are those of the padded grid; nothing is found in the margin. ``columns`` =
-    (start, end) limits the run to a :class:`ColumnBlock`'s columns (whole tiles of the global tile
-    grid); strips then hold those columns only. Reading the next row of tiles runs in a background
-    thread while the model works on the current one.
+    ``window`` = (top, bottom, left, right) in padded-grid rows and columns (default: all of it); the tiles
+    are those of the one lattice over the whole grid that give the window a pixel, so a window's maps are
+    exactly those of a run over the whole grid. Rows are the padded grid's, strips hold the window's columns;
+    nothing is found in the margin. Reading the next row of tiles runs in a background thread while the
+    model works on the current one.
     """
     reader, grid, bands, padded = plan.reader, plan.grid, plan.bands, plan.padded
     tile_w, tile_h = padded.tile_width, padded.tile_height  # smaller than the tile on small rasters
-    column0, column1 = columns or (0, padded.width)
-    width = column1 - column0
-    xs = [x - column0 for x in tile_starts(padded.width, tile_w, padded.stride_x)
-          if x >= column0 and x + tile_w <= max(column1, tile_w)]
-    ys = tile_starts(padded.height, tile_h, padded.stride_y)
-    column_spans = [(x, start, stop) for x, (start, stop) in zip(xs, owned_spans(xs, tile_w, width))]
+    top, bottom, left, right = window or (0, padded.height, 0, padded.width)
+    width = right - left
+    columns = _tiles_over(tile_starts(padded.width, tile_w, padded.stride_x), tile_w, padded.width, left, right)
+    rows = _tiles_over(tile_starts(padded.height, tile_h, padded.stride_y), tile_h, padded.height, top, bottom)
+    read_left = columns[0][0]
+    read_width = columns[-1][0] + tile_w - read_left
     scale = predictor.scale_for(reader.dtype, reader.bit_depth)
-    read_width = max(width, tile_w)
-    done_tiles, total_tiles = 0, len(xs) * len(ys)
+    done_tiles, total_tiles = 0, len(columns) * len(rows)
 
     def read_row(y0: int) -> tuple[np.ndarray, np.ndarray]:  # raw pixels: the model's side normalises them
-        return read_reflected(reader, grid, bands, padded.margin, (column0, y0, read_width, tile_h),
+        return read_reflected(reader, grid, bands, padded.margin, (read_left, y0, read_width, tile_h),
                               readers if threads > 1 else None)
 
     threads = read_threads(reader, grid)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="footprint-read") as pool, \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="footprint-read-part") as readers:
-        pending = pool.submit(read_row, ys[0])
-        for index, (y0, (row0, row1)) in enumerate(zip(ys, owned_spans(ys, tile_h, padded.height))):
+        pending = pool.submit(read_row, rows[0][0])
+        for index, (y0, row0, row1) in enumerate(rows):
             data, valid = pending.result()
-            if index + 1 < len(ys):
-                pending = pool.submit(read_row, ys[index + 1])
-            rows = slice(row0 - y0, row1 - y0)
+            if index + 1 < len(rows):
+                pending = pool.submit(read_row, rows[index + 1][0])
+            kept = slice(row0 - y0, row1 - y0)
             strip = ClassMaps.zeros(row1 - row0, width)
-            for first in range(0, len(column_spans), plan.batch_size):
+            for first in range(0, len(columns), plan.batch_size):
                 if cancelled and cancelled():
                     raise CancelledError()
-                spans = column_spans[first : first + plan.batch_size]
+                spans = columns[first : first + plan.batch_size]
                 batch = predictor.staging((len(spans), data.shape[0], tile_h, tile_w), data.dtype)
-                np.stack([data[:, :, x : x + tile_w] for x, _, _ in spans], out=batch)
+                np.stack([data[:, :, x - read_left : x - read_left + tile_w] for x, _, _ in spans], out=batch)
                 maps = predictor.class_maps(batch, thresholds, plan.flip_tta, scale=scale)
                 for tile, (x, start, stop) in enumerate(spans):
                     for target, source in zip(strip.arrays(), maps):
-                        target[:, start:stop] = source[tile, rows, start - x : stop - x]
+                        target[:, start - left : stop - left] = source[tile, kept, start - x : stop - x]
                 done_tiles += len(spans)
                 if progress:
                     progress(done_tiles / total_tiles, f"tile {done_tiles}/{total_tiles}")
-            missing = ~valid[rows, :width]
+            missing = ~valid[kept, left - read_left : right - read_left]
             for target in strip.arrays():
                 target[missing] = 0
-            yield ClassStrip(row0, strip, index + 1 == len(ys))
+            yield ClassStrip(row0, strip, index + 1 == len(rows))
+
+
+def _tiles_over(starts: list[int], tile: int, length: int, first: int, end: int) -> list[tuple[int, int, int]]:
+    """The tiles of the lattice ``starts`` that give [first, end) a pixel: (start, from, to), where [from, to) is
+    the part of [first, end) the tile gives."""
+    return [(start, max(low, first), min(high, end)) for start, (low, high) in zip(starts, owned_spans(starts, tile, length))
+            if high > first and low < end]

@@ -66,9 +66,14 @@ def label_instances(maps: ClassMaps, options: VectorizeOptions) -> tuple[np.ndar
     return grow_instances(regions, boxes, maps.seeds, options), np.asarray(regions, dtype=np.int32), boxes
 
 
-def grow_instances(regions: np.ndarray, boxes: list, seed_mask: np.ndarray, options: VectorizeOptions) -> np.ndarray:
+def grow_instances(regions: np.ndarray, boxes: list, seed_mask: np.ndarray, options: VectorizeOptions,
+                   barrier: np.ndarray | None = None) -> np.ndarray:
     """Instance labels (int32, 0 = background) of the building ``regions`` (labels 1..n, their boxes): seeds
-    (``seed_mask`` inside the regions, the tiny ones dropped) grown into their regions."""
+    (``seed_mask`` inside the regions, the tiny ones dropped) grown into their regions.
+
+    ``barrier`` (pixels on a side of a block's window where regions continue out of sight) stands for the seeds
+    beyond it: in a region with seeds of its own it is grown like one more seed, and what it takes is left out,
+    so the pixels nearer to the unseen seeds do not join a seen one."""
     building = regions > 0
     seeds, n_seeds = ndimage.label(seed_mask, structure=_CROSS)
     where = np.flatnonzero(seed_mask)
@@ -81,11 +86,13 @@ def grow_instances(regions: np.ndarray, boxes: list, seed_mask: np.ndarray, opti
             seeds.reshape(-1)[where[drop]] = 0
             where, values = where[~drop], values[~drop]
     instances = np.asarray(seeds, dtype=np.int32)  # ndimage.label gives int32 already: no copy
+    if barrier is not None:
+        where, values = _add_barrier(instances, regions, barrier, where, values, n_seeds)
     unassigned = building & (instances == 0)
     if unassigned.any():
         # A region with one seed instance is all that instance; a region with several grows them into the
         # building mask one pixel ring at a time (most borders are thin), then gives what is left to the nearest.
-        seeds_in = _seeds_per_region(values, regions.reshape(-1)[where], n_seeds, len(boxes) + 1)
+        seeds_in = _seeds_per_region(values, regions.reshape(-1)[where], int(instances.max()), len(boxes) + 1)
         _fill_from_only_seed(instances, regions, unassigned, seeds_in)
         for region in np.flatnonzero(seeds_in.count > 1):
             _grow_and_fill(instances, regions, unassigned, boxes[region - 1], region)
@@ -94,10 +101,27 @@ def grow_instances(regions: np.ndarray, boxes: list, seed_mask: np.ndarray, opti
         seedless = seeds_in.count == 0
         seedless[0] = False
         renumber = np.zeros(len(seedless), np.int32)
-        renumber[seedless] = int(instances.max()) + np.arange(1, int(seedless.sum()) + 1, dtype=np.int32)
+        base = int(instances.max()) if barrier is None else max(int(instances.max()), n_seeds + len(boxes))
+        renumber[seedless] = base + np.arange(1, int(seedless.sum()) + 1, dtype=np.int32)
         where = np.flatnonzero(unassigned)
         instances.reshape(-1)[where] = renumber[regions.reshape(-1)[where]]
+    if barrier is not None:
+        instances[(instances > n_seeds) & (instances <= n_seeds + len(boxes))] = 0  # what the barrier took
     return instances
+
+
+def _add_barrier(instances: np.ndarray, regions: np.ndarray, barrier: np.ndarray, where: np.ndarray,
+                 values: np.ndarray, n_seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Label the barrier's free pixels in regions that hold seeds as one more seed per region (n_seeds + region);
+    returns the seed pixels and their labels with them."""
+    seeded = np.zeros(int(regions.max()) + 1, bool)
+    seeded[regions.reshape(-1)[where]] = True
+    seeded[0] = False
+    extra = np.flatnonzero((barrier & (instances == 0)).reshape(-1))
+    extra = extra[seeded[regions.reshape(-1)[extra]]]
+    labels = n_seeds + regions.reshape(-1)[extra]
+    instances.reshape(-1)[extra] = labels
+    return np.concatenate([where, extra]), np.concatenate([values, labels])
 
 
 @dataclass

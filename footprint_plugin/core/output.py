@@ -92,6 +92,9 @@ class VectorFileWriter:
             definition.SetWidth(width)  # a Shapefile's columns are this wide
             definition.SetPrecision(precision)
             self._layer.CreateField(definition)
+        source = ogr.FieldDefn("source", ogr.OFTString)
+        source.SetWidth(254)  # a Shapefile's longest text
+        self._layer.CreateField(source)
         self._definition = self._layer.GetLayerDefn()
         if self._layer.TestCapability(ogr.OLCTransactions):
             self._layer.StartTransaction()
@@ -111,6 +114,7 @@ class VectorFileWriter:
                     set_geometry(ogr.CreateGeometryFromWkb(building.wkb))
                     set_field(0, round(float(building.area_m2), 2))
                     set_field(1, round(float(building.score), 4))
+                    set_field(2, building.source)
                     if create(feature) != 0 or quiet.errors:
                         raise RuntimeError(quiet.errors[-1] if quiet.errors else "a building was not written")
                     self.count += 1

@@ -28,3 +28,9 @@ def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] = 
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise FootprintError(f"Output {path}: no permission to write there; choose another folder.")
     return path
+
+
+def partial_path(output: str | os.PathLike[str]) -> Path:
+    """Where a resumable run keeps its finished blocks until it completes (:mod:`.journal`)."""
+    path = Path(output)
+    return path.with_name(f"{path.stem}.partial.gpkg")

@@ -112,6 +112,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("vectorize_workers", "int", None, "Vectorising processes", "processes that turn the model's maps into "
            "polygons, on that many cores (1: in the run's own process)", minimum=1, maximum=256,
            auto="automatic: the cores less one when a GPU runs the model, else 1"),
+    Option("block_size", "int", 8192, "Block size (px)", "larger rasters run in square blocks of about this many "
+           "model pixels, independent of each other (memory, resuming, a cluster's tasks)", minimum=256,
+           maximum=65536),
+    Option("block_halo", "int", 384, "Block halo (px)", "model pixels each block also reads around its square; "
+           "a building wider than this is cut at a block's edge", minimum=16, maximum=4096),
 )
 OPTION = {option.name: option for option in OPTIONS}
 
@@ -151,7 +156,8 @@ def build_parameters(values: Mapping[str, Any], weights: str | None = None) -> E
         chosen[option.name] = check_value(option, value)
     pick = {name: option.default if chosen[name] is None else chosen[name] for name, option in OPTION.items()}
     tiling = TilingOptions(pick["tile_size"], pick["overlap"], pick["batch_size"], amp=bool(pick["amp"]),
-                           flip_tta=bool(pick["flip_tta"]), backend=pick["backend"])
+                           flip_tta=bool(pick["flip_tta"]), backend=pick["backend"], block_size=pick["block_size"],
+                           block_halo=pick["block_halo"])
     return ExtractionParameters(weights=weights or None, device=pick["device"], tiling=tiling,
                                 min_area_m2=float(pick["min_area"]), regularize=pick["regularize"],
                                 bands=pick["bands"], mask_threshold=pick["mask_threshold"],

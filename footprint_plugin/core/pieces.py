@@ -129,16 +129,6 @@ def join_regions(regions: Regions, labels: np.ndarray, cuts: list[int]) -> tuple
 
 
 @dataclass
-class Emission:
-    """The column block's rules for one job, in the job box's columns (see :class:`.vectorize.BlockEmission`)."""
-
-    emit_start: int  # pixels left of this column are not emitted here
-    emit_end: int  # nor pixels at or right of this one
-    claimed: np.ndarray | None = None  # (rows, columns) pixels the block on the left emitted already
-    claims_start: int | None = None  # report the emitted pixels from this column on (the next block skips them)
-
-
-@dataclass
 class LabelTable:
     """Which of one column piece's region labels belong to a job's regions: ``table[label - base]`` is the
     job's region number (1..n), 0 for the others."""
@@ -155,17 +145,38 @@ class BuildingsJob:
     buffer: BufferView
     box: tuple[int, int, int, int]  # top, bottom, left, right in buffer rows and columns
     tables: list[LabelTable]  # one per column piece the box overlaps
-    to_crs: Affine  # pixel -> CRS of the buffer's (0, 0)
+    to_crs: Affine  # grid pixel -> CRS
+    origin: tuple[int, int]  # the grid column and row of the buffer's (0, 0)
     pixel_area_m2: float
     options: VectorizeOptions
-    emission: Emission | None = None
+    block: BlockEdges | None = None  # in a block of a large raster: which instances it emits
+
+
+@dataclass
+class BlockEdges:
+    """A block's rules in buffer rows and columns (see :mod:`.blocks`).
+
+    An instance is *whole* when no block whose own square it reaches sees it cut, that is when it fits in the
+    windows of all of them (``row_bounds``/``column_bounds``: the own squares' bounds in grid rows and columns,
+    ``halo``) and touches no ``cut_*`` side here. The block emits the whole instances anchored in ``own`` (their
+    first pixel), and of the others, larger than the halo, the part in ``own``: each pixel once, from any block.
+    """
+
+    own: tuple[int, int, int, int]
+    cut_top: bool  # the buffer's first row is the window's first, inside the raster
+    cut_left: bool
+    cut_right: bool
+    cut_bottom: bool  # the buffer's last row is the window's last, inside the raster
+    row_bounds: np.ndarray
+    column_bounds: np.ndarray
+    halo: int
 
 
 @dataclass
 class BuildingsResult:
     buildings: list[Building]
     order: np.ndarray  # per building: the buffer raster-order index of its instance's first pixel
-    claims: np.ndarray | None = None  # emitted pixels from the emission's claims_start on (rows, columns)
+    cut: bool = False  # an emitted instance touches a cut side of a block's window
     cpu_seconds: float = 0.0  # of this job, in the process that ran it
 
 
@@ -180,28 +191,93 @@ def vectorize_regions(job: BuildingsJob) -> BuildingsResult:
         first, end = max(table.columns[0], left), min(table.columns[1], right)
         found = label_plane[top:bottom, first:end]
         regions[:, first - left : end - left] = table.table[np.where(found > 0, found - table.base, 0)]
-    instances = grow_instances(regions, ndimage.find_objects(regions), seed_plane[box] & (regions > 0), job.options)
-    candidates = instances > 0
-    emit_mask, claims = _emit_mask(candidates, job.emission)
-    if not emit_mask.any():
-        return BuildingsResult([], np.zeros(0, np.int64), claims, time.process_time() - started)
+    barrier = _barrier(regions, job) if job.block is not None else None
+    instances = grow_instances(regions, ndimage.find_objects(regions), seed_plane[box] & (regions > 0), job.options,
+                               barrier)
+    cut, partial = False, None
+    if job.block is not None:
+        instances, partial = _block_instances(instances, job)
+        cut = bool(partial.any())
+    if not instances.any():
+        return BuildingsResult([], np.zeros(0, np.int64), cut, time.process_time() - started)
+    emit_mask = instances > 0
     emitted = instances[emit_mask]
     sums = np.bincount(emitted, weights=probability_plane[box][emit_mask]) / 255.0
     pixels = np.bincount(emitted)
-    # Instances cut by a block edge or partly emitted by the block on the left may fall apart into pieces:
-    # all of them are kept; otherwise stray specks of an instance are dropped.
-    partial = np.zeros(len(pixels), bool)
-    if job.emission is not None:
-        partial = pixels < np.bincount(instances[candidates], minlength=len(pixels))[: len(pixels)]
+    partial = np.zeros(len(pixels), bool) if partial is None else partial[: len(pixels)]
     labels = np.where(emit_mask, instances, 0)
     to_crs = job.to_crs
     matrix = (to_crs.a, to_crs.b, to_crs.d, to_crs.e, to_crs.xoff, to_crs.yoff)
-    buildings, values = polygonise(labels, partial, sums / np.maximum(pixels, 1), matrix, job.pixel_area_m2,
-                                   job.options, origin=(left, top))
+    buildings, values = polygonise(labels, partial, sums / np.maximum(pixels, 1), matrix, job.pixel_area_m2, job.options,
+                                   origin=(left + job.origin[0], top + job.origin[1]))
     firsts = _first_pixels(labels, len(pixels))
     rows, columns = np.divmod(firsts[values], right - left)
     order = (rows + top) * job.buffer.width + columns + left
-    return BuildingsResult(buildings, order, claims, time.process_time() - started)
+    return BuildingsResult(buildings, order, cut, time.process_time() - started)
+
+
+def _barrier(regions: np.ndarray, job: BuildingsJob) -> np.ndarray | None:
+    """The job box's pixels on the cut sides of the block's window (see :func:`.instances.grow_instances`)."""
+    top, bottom, left, right = job.box
+    edges = job.block
+    barrier = np.zeros(regions.shape, bool)
+    if edges.cut_top and top == 0:
+        barrier[0] = True
+    if edges.cut_left and left == 0:
+        barrier[:, 0] = True
+    if edges.cut_right and right == job.buffer.width:
+        barrier[:, -1] = True
+    if edges.cut_bottom and bottom == job.buffer.rows:
+        barrier[-1] = True
+    barrier &= regions > 0
+    return barrier if barrier.any() else None
+
+
+def _block_instances(instances: np.ndarray, job: BuildingsJob) -> tuple[np.ndarray, np.ndarray]:
+    """What the block emits of its instances (the others 0): the whole ones anchored in its own square, and the
+    own square's part of those larger than the halo; and per label whether it is such a part."""
+    edges, (top, bottom, left, right) = job.block, job.box
+    count = int(instances.max()) + 1
+    labels = np.arange(count)
+    boxes = ndimage.find_objects(instances, count - 1)
+    present = np.array([True] + [found is not None for found in boxes])
+    extent = np.array([(0, 0, 0, 0)] + [(b[0].start, b[0].stop, b[1].start, b[1].stop) if b else (0, 0, 0, 0)
+                                         for b in boxes], np.int64).reshape(-1, 4)
+    extent += (top, top, left, left)  # buffer rows and columns
+    column, row = job.origin
+    whole = present & _fits_the_windows(extent[:, 0] + row, extent[:, 1] + row, edges.row_bounds, edges.halo)
+    whole &= _fits_the_windows(extent[:, 2] + column, extent[:, 3] + column, edges.column_bounds, edges.halo)
+    cut_labels = []
+    if edges.cut_top and top == 0:
+        cut_labels.append(instances[0])
+    if edges.cut_left and left == 0:
+        cut_labels.append(instances[:, 0])
+    if edges.cut_right and right == job.buffer.width:
+        cut_labels.append(instances[:, -1])
+    if edges.cut_bottom and bottom == job.buffer.rows:
+        cut_labels.append(instances[-1])
+    for seen in cut_labels:
+        whole[seen] = False
+    own_top, own_bottom, own_left, own_right = edges.own
+    first_row, first_column = np.divmod(_first_pixels(instances, count), right - left)
+    first_row, first_column = first_row + top, first_column + left
+    anchored = (first_row >= own_top) & (first_row < own_bottom) & (first_column >= own_left) & (first_column < own_right)
+    emit_whole = whole & anchored & (labels > 0)
+    partial = present & ~whole & (labels > 0)
+    in_own = np.zeros(instances.shape, bool)
+    in_own[max(own_top - top, 0) : max(own_bottom - top, 0), max(own_left - left, 0) : max(own_right - left, 0)] = True
+    keep = emit_whole[instances] | (partial[instances] & in_own)
+    instances = np.where(keep, instances, 0)
+    return instances, partial & (np.bincount(instances.reshape(-1), minlength=count) > 0)
+
+
+def _fits_the_windows(first: np.ndarray, end: np.ndarray, bounds: np.ndarray, halo: int) -> np.ndarray:
+    """Whether spans [first, end) of grid rows (or columns) fit in the windows of every block whose own span they
+    reach: own spans between ``bounds``, windows ``halo`` wider on each side."""
+    lowest = np.searchsorted(bounds, first, "right") - 1
+    highest = np.searchsorted(bounds, np.maximum(end - 1, first), "right") - 1
+    lowest, highest = np.clip(lowest, 0, len(bounds) - 2), np.clip(highest, 0, len(bounds) - 2)
+    return (first >= bounds[highest] - halo) & (end <= bounds[lowest + 1] + halo)
 
 
 def _first_pixels(labels: np.ndarray, count: int) -> np.ndarray:
@@ -211,20 +287,6 @@ def _first_pixels(labels: np.ndarray, count: int) -> np.ndarray:
     firsts = np.zeros(count, np.int64)
     firsts[flat[where][::-1]] = where[::-1]
     return firsts
-
-
-def _emit_mask(candidates: np.ndarray, emission: Emission | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Of the instance pixels: those in the block's columns not claimed yet; and the part of them from
-    ``claims_start`` on."""
-    if emission is None:
-        return candidates, None
-    mask = candidates.copy()
-    mask[:, : max(emission.emit_start, 0)] = False
-    mask[:, max(emission.emit_end, 0) :] = False
-    if emission.claimed is not None:
-        mask &= ~emission.claimed
-    claims = mask[:, emission.claims_start :].copy() if emission.claims_start is not None else None
-    return mask, claims
 
 
 def group_regions(regions: Regions, jobs: int) -> list[np.ndarray]:

@@ -15,18 +15,27 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from rasterio.transform import Affine
 from torch import nn
 
 from .area import Area
-from .blocks import block_vectorizers, plan_column_blocks
-from .buildings import Building
+from .blocks import Block, BlockPlan, plan_blocks
+from .buildings import Building, VectorizeOptions
 from .devices import resolve_device
 from .errors import CancelledError
 from .geo import ModelGrid, model_grid
-from .inference import CancelCheck, ClassMapSource, InferencePlan, ProgressCallback, iter_class_strips, plan_inference
+from .inference import (
+    CancelCheck,
+    ClassMapSource,
+    ClassStrip,
+    InferencePlan,
+    ProgressCallback,
+    iter_class_strips,
+    plan_inference,
+)
 from .parameters import ExtractionParameters, vectorize_options
 from .predictor import Predictor
 from .probability_raster import ProbabilityRaster
@@ -34,11 +43,21 @@ from .readers import WindowReader, clip_to_extent, resolve_band_mapping
 from .resource_files import default_weights_path
 from .sinks import Sink
 from .threads import run_in_background
-from .tiling import tile_starts
+from .tiling import TilingOptions
+from .vectorize import StripVectorizer
 from .weights import ModelCard, load_weights
 from .workers import VectorizeWorkers, start_workers
 
 Model = tuple[nn.Module, ModelCard, str]  # network, its card, the weights file it came from
+Deliver = Callable[[list[Building]], list[Building]]  # a strip's buildings -> what the sink gets
+
+
+class BlockJournal(Protocol):
+    """The blocks a run finished (a resumable output's journal)."""
+
+    def done(self, block: Block) -> bool: ...
+
+    def finished(self, sink: Sink, block: Block) -> None: ...
 
 
 @dataclass
@@ -87,8 +106,8 @@ def run(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area
     (:class:`FootprintError`, :class:`CancelledError`, or a bug's own exception).
     """
     try:
-        summary = _extract(reader, parameters, sink, area or Area(), progress, cancel, warn, model, probabilities,
-                           class_maps, workers)
+        summary = stream(reader, parameters, sink, area, progress, cancel, warn=warn, model=model,
+                         probabilities=probabilities, class_maps=class_maps, workers=workers)
         sink.finish(summary.metadata())
         if probabilities is not None:
             probabilities.finish()
@@ -149,24 +168,34 @@ def set_up(reader: WindowReader, parameters: ExtractionParameters, area: Area, m
     return RunSetup(plan, network, card, weights_path, name, parameters, device)
 
 
-def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area,
-             progress: ProgressCallback | None, cancel: CancelCheck | None,
-             warn: Callable[[str], None] | None, model: Model | None,
-             probabilities: ProbabilityRaster | None, class_maps: ClassMapSource | None,
-             workers: VectorizeWorkers | None) -> Summary:
+def stream(reader: WindowReader, parameters: ExtractionParameters, sink: Sink, area: Area | None = None,
+           progress: ProgressCallback | None = None, cancel: CancelCheck | None = None, *,
+           warn: Callable[[str], None] | None = None, model: Model | None = None,
+           probabilities: ProbabilityRaster | None = None, class_maps: ClassMapSource | None = None,
+           workers: VectorizeWorkers | None = None, deliver: Deliver | None = None,
+           blocks: BlockJournal | None = None) -> Summary:
+    """Stream the buildings of ``reader`` into ``sink`` block by block, without finishing it (:func:`run` does).
+
+    ``deliver`` turns each strip's buildings into what the sink gets (their source raster, another CRS);
+    ``blocks`` skips the blocks a resumed run finished, and is told of each block as it is finished.
+    """
     started = time.perf_counter()
     warnings: list[str] = []
 
     def note(message: str) -> None:
+        if message in warnings:  # once a run, not once a block
+            return
         warnings.append(message)
         if warn:
             warn(message)
 
+    area = area or Area()
     setup = set_up(reader, parameters, area, model, note)
     grid, crs_wkt = setup.plan.grid, setup.plan.reader.crs_wkt
     if probabilities is not None:
         probabilities.start(grid, crs_wkt)
     keep = area.keeper()
+    deliver = deliver or label_source(Path(setup.raster_name).name)
     count = 0
     strips = class_maps or setup.model_class_maps()
     pool = workers or start_workers(parameters.vectorize_workers, setup.device.type, note)
@@ -174,63 +203,144 @@ def _extract(reader: WindowReader, parameters: ExtractionParameters, sink: Sink,
     try:
         # closing(): an error in the sink stops the inference thread now, not when the traceback is freed.
         with closing(_buildings(setup.plan, strips, parameters, setup.card, progress, cancel, note, probabilities,
-                                pool)) as found:
-            for buildings in found:
-                buildings = keep(buildings)
+                                pool, blocks)) as found:
+            for buildings, finished in found:
+                buildings = deliver(keep(buildings))
                 if buildings:
                     sink.add(buildings)
                     count += len(buildings)
+                if finished is not None and blocks is not None:
+                    blocks.finished(sink, finished)  # after the block's buildings, in the sink's order
     finally:
         if pool is not None and pool is not workers:
             pool.close(cancel=True)
-    return Summary(count, time.perf_counter() - started, setup.device_name(), grid, setup.card, setup.weights_path, crs_wkt,
-                   setup.raster_name, warnings, pool.cpu_seconds - cpu_before if pool is not None else 0.0)
+    return Summary(count, time.perf_counter() - started, setup.device_name(), grid, setup.card, setup.weights_path,
+                   crs_wkt, setup.raster_name, warnings, pool.cpu_seconds - cpu_before if pool is not None else 0.0)
+
+
+def label_source(name: str) -> Deliver:
+    """Every building's source: the one raster ``name``."""
+
+    def deliver(buildings: list[Building]) -> list[Building]:
+        for building in buildings:
+            building.source = name
+        return buildings
+
+    return deliver
+
+
+def plan_run_blocks(plan: InferencePlan, tiling: TilingOptions) -> BlockPlan:
+    """The blocks of a run's padded grid (:func:`.blocks.plan_blocks`)."""
+    return plan_blocks(plan.padded.height, plan.padded.width, tiling.block_size, tiling.block_halo)
 
 
 def _buildings(plan: InferencePlan, source: ClassMapSource, parameters: ExtractionParameters, card: ModelCard,
                progress: ProgressCallback | None, cancel: CancelCheck | None, warn: Callable[[str], None],
-               probabilities: ProbabilityRaster | None, pool: VectorizeWorkers | None) -> Iterator[list[Building]]:
-    """The buildings of each strip of each column block, as they are found."""
-    tiling_options, grid, padded = parameters.tiling, plan.grid, plan.padded
-    width, height, margin = padded.width, padded.height, padded.margin
-    blocks = plan_column_blocks(width, padded.tile_width, padded.stride_x, tiling_options.block_width,
-                                tiling_options.block_halo)
-    block_tiles = [len(tile_starts(block.width, padded.tile_width, padded.stride_x)) for block in blocks]
-    transform = grid.transform * Affine.translation(-margin, -margin)
+               probabilities: ProbabilityRaster | None, pool: VectorizeWorkers | None,
+               journal: BlockJournal | None) -> Iterator[tuple[list[Building], Block | None]]:
+    """The buildings of each strip of each block as they are found, and after a block's last strip the block."""
+    blocks = plan_run_blocks(plan, parameters.tiling)
+    todo = [block for block in blocks.blocks if journal is None or not journal.done(block)]
+    tracker = BlockProgress(progress, blocks.blocks, todo)
     options = vectorize_options(parameters, card=card)
+    for block in todo:
+        for found in block_buildings(plan, blocks, block, source, options, tracker.block(block), cancel, warn,
+                                     probabilities, pool):
+            yield found, None
+        tracker.finished(block)
+        yield [], block
+
+
+def block_buildings(plan: InferencePlan, blocks: BlockPlan, block: Block, source: ClassMapSource,
+                    options: VectorizeOptions, progress: ProgressCallback | None, cancel: CancelCheck | None,
+                    warn: Callable[[str], None] | None, probabilities: ProbabilityRaster | None = None,
+                    pool: VectorizeWorkers | None = None) -> Iterator[list[Building]]:
+    """The buildings of one block, strip by strip: its window's maps (read and inferred in a thread of their own)
+    through its vectoriser. Here, or on a cluster's worker (:mod:`.cluster`)."""
     stop = threading.Event()
 
     def stopped() -> bool:
         return stop.is_set() or bool(cancel and cancel())
 
-    for index, (block, vectorizer) in enumerate(block_vectorizers(blocks, height, transform, grid.pixel_area_m2,
-                                                                  options, warn, pool)):
-        block_progress = _block_progress(progress, sum(block_tiles[:index]), block_tiles[index], sum(block_tiles),
-                                         index, len(blocks))
-        stop.clear()
-        strips = run_in_background(
-            lambda block=block, report=block_progress: source(report, stopped, (block.start, block.end)), stop,
-            check=pool.check if pool is not None else None)
-        try:
-            for strip in strips:
-                if cancel and cancel():
-                    raise CancelledError()
-                if probabilities is not None:  # each block writes its own columns
-                    own = slice(block.own_start - block.start, block.own_end - block.start)
-                    probabilities.write(strip.row_start - margin, block.own_start - margin,
-                                        strip.maps.probability[:, own])
-                yield vectorizer.add_maps(strip.row_start, strip.maps, strip.last)
-        finally:
-            strips.close()  # stops and joins the worker whatever happened here
+    vectorizer = block_vectorizer(plan, blocks, block, options, warn, pool)
+    strips = run_in_background(lambda: source(progress, stopped, block.window), stop,
+                               check=pool.check if pool is not None else None)
+    try:
+        for strip in strips:
+            if cancel and cancel():
+                raise CancelledError()
+            if probabilities is not None:
+                _write_probabilities(probabilities, plan, block, strip)
+            yield vectorizer.add_maps(strip.row_start, strip.maps, strip.last)
+    finally:
+        strips.close()  # stops and joins the worker whatever happened here
+        vectorizer.close()
 
 
-def _block_progress(progress: ProgressCallback | None, before: int, columns_of_tiles: int, total_columns: int,
-                    index: int, blocks: int) -> ProgressCallback | None:
-    """Progress of one column block as progress of the whole run."""
-    if progress is None or blocks == 1:
-        return progress
+def block_vectorizer(plan: InferencePlan, blocks: BlockPlan, block: Block, options: VectorizeOptions,
+                     warn: Callable[[str], None] | None, pool: VectorizeWorkers | None) -> StripVectorizer:
+    """The vectoriser of one block's window (emitting the buildings anchored in its own square)."""
+    padded = plan.padded
+    top, _, left, right = block.window
+    transform = plan.grid.transform * Affine.translation(-padded.margin, -padded.margin)
+    return StripVectorizer(transform, plan.grid.pixel_area_m2, right - left, options, warn=warn,
+                           rule=blocks.rule(block), pool=pool, column=left, row=top)
 
-    def report(fraction: float, message: str) -> None:
-        progress((before + fraction * columns_of_tiles) / total_columns, f"block {index + 1}/{blocks}, {message}")
 
-    return report
+def _write_probabilities(probabilities: ProbabilityRaster, plan: InferencePlan, block: Block, strip: ClassStrip) -> None:
+    """A strip's probabilities within the block's own square (each pixel written by one block)."""
+    top, bottom, left, right = block.own
+    first, end = max(strip.row_start, top), min(strip.row_start + len(strip.maps.probability), bottom)
+    if end <= first:
+        return
+    window_left = block.window[2]
+    values = strip.maps.probability[first - strip.row_start : end - strip.row_start,
+                                    left - window_left : right - window_left]
+    margin = plan.padded.margin
+    probabilities.write(first - margin, left - margin, values)
+
+
+class BlockProgress:
+    """Progress over the blocks of a run, by pixels, with the speed and the time left once a block is done."""
+
+    def __init__(self, progress: ProgressCallback | None, blocks: list[Block], todo: list[Block]) -> None:
+        self.progress = progress
+        self.total = sum(block.window_pixels for block in blocks)
+        self.done = self.total - sum(block.window_pixels for block in todo)
+        self.count, self.finished_count = len(blocks), len(blocks) - len(todo)
+        self.started = time.perf_counter()
+        self.processed = 0
+
+    def block(self, block: Block) -> ProgressCallback | None:
+        if self.progress is None:
+            return None
+        if self.count == 1:
+            return self.progress
+
+        def report(fraction: float, message: str) -> None:
+            pixels = self.done + fraction * block.window_pixels
+            self.progress(pixels / self.total, f"block {self.finished_count + 1}/{self.count}{self.speed()}, {message}")
+
+        return report
+
+    def finished(self, block: Block) -> None:
+        self.done += block.window_pixels
+        self.processed += block.window_pixels
+        self.finished_count += 1
+
+    def speed(self) -> str:
+        """`` · 1.2 Mpx/s · 3 min left`` once a block is done."""
+        seconds = time.perf_counter() - self.started
+        if not self.processed or seconds <= 0:
+            return ""
+        rate = self.processed / seconds
+        return f" · {rate / 1e6:.2f} Mpx/s · {format_duration((self.total - self.done) / rate)} left"
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

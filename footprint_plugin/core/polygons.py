@@ -17,9 +17,10 @@ def polygonise(labels: np.ndarray, partial: np.ndarray, scores: np.ndarray, matr
                ) -> tuple[list[Building], np.ndarray]:
     """The buildings of the instance ``labels`` (0: nothing) and the label of each: their traced outlines cleaned
     (:func:`.outlines.clean_outlines`), in the CRS of the pixel -> CRS affine ``matrix`` (a, b, d, e, xoff, yoff),
-    with ground area and ``scores`` (per label); ``partial`` (per label) keeps every piece of an instance, not
-    only the largest. ``origin`` (column, row) is where ``labels`` lies in the pixels ``matrix`` maps: the
-    outlines are cleaned there, so that they come out the same from any window of the same pixels."""
+    with ground area and ``scores`` (per label); an instance that fell apart keeps its largest piece, or every
+    piece where ``partial`` (per label) says so. ``origin`` (column, row) is where ``labels`` lies in the pixels
+    ``matrix`` maps: the outlines are cleaned there, so that they come out the same from any window of the same
+    pixels."""
     outlines = traced_outlines(labels, partial)
     if origin != (0, 0):
         outlines = outlines.shifted(origin)
@@ -33,7 +34,9 @@ def polygonise(labels: np.ndarray, partial: np.ndarray, scores: np.ndarray, matr
         area = abs(ring_area(rings[0])) - sum(abs(ring_area(ring)) for ring in rings[1:])
         crs_rings = [np.column_stack([a * ring[:, 0] + b * ring[:, 1] + xoff, d * ring[:, 0] + e * ring[:, 1] + yoff])
                      for ring in rings]
-        buildings.append(Building.from_wkb(polygon_wkb(crs_rings), area * pixel_area_m2, float(scores[value])))
+        outer = crs_rings[0]
+        centre = (float(outer[:, 0].min() + outer[:, 0].max()) / 2, float(outer[:, 1].min() + outer[:, 1].max()) / 2)
+        buildings.append(Building.from_wkb(polygon_wkb(crs_rings), area * pixel_area_m2, float(scores[value]), centre))
     return buildings, np.asarray(kept, np.int64)
 
 

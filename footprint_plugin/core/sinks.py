@@ -1,6 +1,7 @@
 """Where the buildings of a run go: a list, a vector file or a SpaceNet proposals CSV.
 
 A sink has ``add(buildings)`` (called for each strip's buildings as they are found),
+optionally ``block_done(key)`` (a block's buildings are all added: a resumable sink commits them),
 ``finish(metadata)`` (the run succeeded: flush, commit, move into place; ``metadata`` describes
 the run, key -> value, for formats that keep it) and ``abort()``
 (the run failed or was cancelled: drop everything, never raise). The output format of a
@@ -124,6 +125,11 @@ class TeeSink:
         for sink in self.sinks:
             sink.add(buildings)
 
+    def block_done(self, key: str) -> None:
+        for sink in self.sinks:
+            if hasattr(sink, "block_done"):
+                sink.block_done(key)
+
     def finish(self, metadata: dict[str, str]) -> None:
         for sink in self.sinks:
             sink.finish(metadata)
@@ -147,12 +153,15 @@ class BackgroundSink:
 
     def _write(self) -> None:
         while True:
-            buildings = self._queue.get()
-            if buildings is None:
+            item = self._queue.get()
+            if item is None:
                 return
             if self._error is None:
                 try:
-                    self.sink.add(buildings)
+                    if isinstance(item, str):
+                        self.sink.block_done(item)
+                    else:
+                        self.sink.add(item)
                 except BaseException as exc:  # handed to the run's thread at its next call
                     self._error = exc
 
@@ -164,6 +173,12 @@ class BackgroundSink:
     def add(self, buildings: list[Building]) -> None:
         self._raise()
         self._queue.put(buildings)
+
+    def block_done(self, key: str) -> None:
+        """Committed by the writing thread after the block's buildings (when the sink commits blocks)."""
+        self._raise()
+        if hasattr(self.sink, "block_done"):
+            self._queue.put(key)
 
     def _stop(self) -> None:
         if self._thread.is_alive():

@@ -41,8 +41,8 @@ class TilingOptions:
     amp: bool = True  # float16 autocast on CUDA
     flip_tta: bool = False  # average with the horizontally flipped tile
     backend: str = "auto"  # auto/torch: PyTorch; onnxruntime: ONNX Runtime (CPU)
-    block_width: int = 6144  # grid px: wider rasters run in column blocks, so memory does not grow with width
-    block_halo: int = 192  # grid px each block also infers right of its own columns
+    block_size: int = 8192  # grid px: larger rasters run in square blocks (:mod:`.blocks`)
+    block_halo: int = 384  # grid px each block also reads around its square (left, right, below)
     edge_margin: int | None = None  # grid px of reflected raster around the edge (None: the card's context_px)
 
 

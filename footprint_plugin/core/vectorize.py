@@ -5,9 +5,9 @@ is emitted once the whole connected building region it belongs to has arrived, s
 a tile or strip boundary is one polygon. Each strip runs the two stages of :mod:`.pieces`: the regions are
 labelled in column pieces and joined across the cuts, the complete ones are chosen here, and their
 buildings are made in jobs of about equal size. With a pool of vectorising workers both stages run on every
-core, the workers reading the buffer from shared memory; this process only routes pieces and jobs. In column
-blocks of a wide raster (:class:`BlockEmission`), :class:`ClaimMask` records which pixels a block emitted
-beyond its own columns, so that the next block skips them.
+core, the workers reading the buffer from shared memory; this process only routes pieces and jobs. In a block
+of a large raster (:mod:`.blocks`) it runs over the block's window and emits only the regions anchored in the
+block's own square.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from rasterio.transform import Affine
 from .buildings import Building, VectorizeOptions
 from .instances import ClassMaps, class_maps
 from .pieces import (
+    BlockEdges,
     BuildingsJob,
     BuildingsResult,
-    Emission,
     LabelTable,
     RegionJob,
     Regions,
@@ -37,94 +37,40 @@ from .pieces import (
 from .strip_buffer import LocalStripBuffer, SharedStripBuffer
 
 if TYPE_CHECKING:
+    from .blocks import BlockRule
     from .workers import VectorizeWorkers
 
 JOBS_PER_WORKER = 4  # more jobs than workers, so that one slow job does not hold the others up
-
-
-class ClaimMask:
-    """Which pixels of some grid columns a column block emitted, packed 8 per byte, for all rows.
-
-    The block on the right skips them, so a building that one block emitted whole is not
-    emitted again, and the pixels nobody emitted yet are emitted by the next block.
-    """
-
-    def __init__(self, height: int, column_start: int, column_end: int) -> None:
-        self.column_start, self.column_end = column_start, column_end
-        self._bits = np.zeros((height, (column_end - column_start + 7) // 8), np.uint8)
-
-    def mark(self, row: int, mask: np.ndarray, column: int | None = None) -> None:
-        """OR ``mask`` (rows, columns) into the claims from grid row ``row`` and grid column ``column``
-        (default: the claims' first)."""
-        column = self.column_start if column is None else column
-        rows = len(mask)
-        current = self.get(row, rows)
-        first, end = max(column, self.column_start), min(column + mask.shape[1], self.column_end)
-        if end <= first:
-            return
-        current[:, first - self.column_start : end - self.column_start] |= mask[:, first - column : end - column]
-        self._bits[row : row + rows] = np.packbits(current, axis=1)
-
-    def get(self, row: int, rows: int) -> np.ndarray:
-        return np.unpackbits(self._bits[row : row + rows], axis=1, count=self.column_end - self.column_start).astype(bool)
-
-
-@dataclass
-class BlockEmission:
-    """One column block of a wide raster, in the block's own columns (see :func:`.blocks.plan_column_blocks`):
-    it emits pixels in [``owned_columns[0]``, ``emit_end``) only, leaves regions that start right of its own
-    columns to the next block, skips the pixels the block on the left emitted (``claimed``) and records what
-    it emits right of its own columns in ``claims``. So every pixel is emitted once, and a building that
-    crosses a block boundary is one polygon unless it reaches beyond ``emit_end``."""
-
-    owned_columns: tuple[int, int]
-    emit_end: int
-    column_offset: int  # the block's first grid column
-    claimed: ClaimMask | None = None
-    claims: ClaimMask | None = None
-
-    def for_piece(self, top: int, rows: int, first: int, end: int) -> Emission:
-        """The rules for the piece of columns [first, end) of rows [top, top + rows), in the piece's columns."""
-        claimed = None
-        if self.claimed is not None:
-            start = self.claimed.column_start - self.column_offset
-            stop = self.claimed.column_end - self.column_offset
-            if start < end and stop > first:
-                claimed = np.zeros((rows, end - first), bool)
-                bits = self.claimed.get(top, rows)
-                lo, hi = max(start, first), min(stop, end)
-                claimed[:, lo - first : hi - first] = bits[:, lo - start : hi - start]
-        claims_start = None
-        if self.claims is not None and end > self.claims.column_start - self.column_offset:
-            claims_start = max(0, self.claims.column_start - self.column_offset - first)
-        return Emission(self.owned_columns[0] - first, self.emit_end - first, claimed, claims_start)
 
 
 class StripVectorizer:
     """Turns strips of class maps (top to bottom) into :class:`Building` objects.
 
     Keeps the rows of building regions that may still continue below; a region is emitted when it no longer
-    touches the newest row (and no unfinished region starts above it). ``block`` sets the emission rules of
-    one column block of a wide raster; ``pool`` runs the pieces and jobs in worker processes. The buildings of
-    each strip come out in the raster order of their first pixel, whatever the number of workers.
+    touches the newest row (and no unfinished region starts above it). ``transform`` maps grid pixels to the
+    CRS; the strips hold ``width`` grid columns from ``column`` on, and start at grid row ``row``. ``rule``
+    (in a block of a large raster) emits only the regions anchored in the block's own square; ``pool`` runs
+    the pieces and jobs in worker processes. The buildings of each strip come out in the raster order of their
+    first pixel, whatever the number of workers.
     """
 
     def __init__(self, transform: Affine, pixel_area_m2: float, width: int, options: VectorizeOptions,
-                 warn: Callable[[str], None] | None = None, block: BlockEmission | None = None,
-                 pool: VectorizeWorkers | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, rule: BlockRule | None = None,
+                 pool: VectorizeWorkers | None = None, column: int = 0, row: int = 0) -> None:
         options.validate()
         self.transform, self.pixel_area_m2, self.width, self.options = transform, pixel_area_m2, width, options
         self.warn = warn
-        self.block = block
+        self.rule = rule
         self.pool = pool
+        self.column, self.first_row = column, row
         # With workers, two buffers take turns: a strip's regions are labelled in one while the buildings of the
         # strip before are still being made from the other.
         self._buffers = [SharedStripBuffer(width), SharedStripBuffer(width)] if pool is not None else [LocalStripBuffer(width)]
         self._buffer = self._buffers[0]
         self._keep = 0  # rows at the top of the buffer that the next strip's round no longer needs
         self._pending: _Round | None = None  # a round whose buildings are still being made
-        self._top = 0  # grid row of the buffer's first kept row
-        self._owned_from = 0  # regions starting above this row were emitted already
+        self._top = row  # grid row of the buffer's first kept row
+        self._owned_from = row  # regions starting above this row were emitted already
         self._warned_cut = False
         self._warned_wide = False
 
@@ -154,7 +100,7 @@ class StripVectorizer:
         done = self._finish(self._pending) if self._pending is not None else []
         labelled, joined, owner, cuts = self._regions(pieces)
         emit, owned_until = self._choose(joined, rows, last)
-        self._pending = self._submit_buildings(labelled, joined, owner, np.flatnonzero(emit), cuts)
+        self._pending = self._submit_buildings(labelled, joined, owner, np.flatnonzero(emit), cuts, last)
         if last or self.pool is None:
             done += self._finish(self._pending)
             self._pending = None
@@ -196,21 +142,29 @@ class StripVectorizer:
 
     def _choose(self, regions: Regions, rows: int, last: bool) -> tuple[np.ndarray, int]:
         """Which regions are emitted now: those that start at or below the rows already done, are complete,
-        and start above the first unfinished one (and, in a column block, start in its own columns)."""
+        and start above the first unfinished one (and, in a block, are anchored in its own square)."""
         top = regions.top + self._top
         fresh = top >= self._owned_from
         unfinished = fresh & (regions.bottom == rows) if not last else np.zeros(len(top), bool)
         owned_until = int(top[unfinished].min()) if unfinished.any() else self._top + rows
         emit = fresh & (top < owned_until)
-        if self.block is not None:
-            emit &= regions.left < self.block.owned_columns[1]  # the next block owns regions starting right of ours
-            if (emit & (regions.right > self.block.emit_end)).any():
-                self._warn_once("_warned_wide", "A building region reaches further into the next processing block "
-                                                "than the blocks overlap; it is cut there.")
+        if self.rule is not None:
+            emit &= self._meets_own(regions)
         return emit, owned_until
 
+    def _meets_own(self, regions: Regions) -> np.ndarray:
+        """Regions that reach into the block's own square: they may hold instances anchored there."""
+        top, bottom, left, right = self._own()
+        return (regions.bottom > top) & (regions.top < bottom) & (regions.right > left) & (regions.left < right)
+
+    def _own(self) -> tuple[int, int, int, int]:
+        """The block's own square in buffer rows and columns."""
+        top, bottom, left, right = self.rule.own
+        shift = self._top - self.first_row
+        return top - shift, bottom - shift, left, right
+
     def _submit_buildings(self, labelled: Regions, joined: Regions, owner: np.ndarray, emitted: np.ndarray,
-                          cuts: list[int]) -> _Round:
+                          cuts: list[int], last: bool) -> _Round:
         """Stage 2 handed out: the buildings of the ``emitted`` joined regions, in jobs of about equal size."""
         jobs_wanted = JOBS_PER_WORKER * (self.pool.count if self.pool is not None else 1)
         groups = [emitted[group] for group in group_regions(joined.take(emitted), jobs_wanted)]
@@ -221,26 +175,30 @@ class StripVectorizer:
             number[group] = np.arange(1, len(group) + 1)
         labelled_job = job_of[owner]
         view = self._buffer.view()
+        block = None
+        if self.rule is not None:
+            rule = self.rule
+            block = BlockEdges(self._own(), rule.cut_top and self._top == self.first_row, rule.cut_left, rule.cut_right,
+                               rule.cut_bottom and last, rule.row_bounds, rule.column_bounds, rule.halo)
         jobs = []
         for index, group in enumerate(groups):
             box = (int(joined.top[group].min()), int(joined.bottom[group].max()), int(joined.left[group].min()),
                    int(joined.right[group].max()))
-            emission = self.block.for_piece(self._top + box[0], box[1] - box[0], box[2], box[3]) if self.block else None
             tables = _tables(labelled, labelled_job == index, number[owner], box, cuts, self._buffer.rows)
-            jobs.append(BuildingsJob(view, box, tables, self.transform * Affine.translation(0, self._top),
-                                     self.pixel_area_m2, self.options, emission))
+            jobs.append(BuildingsJob(view, box, tables, self.transform, (self.column, self._top), self.pixel_area_m2,
+                                     self.options, block))
         return _Round(self._top, jobs, self._submit(vectorize_regions, jobs))
 
     def _finish(self, round_: _Round) -> list[Building]:
         """Stage 2 collected: a round's buildings in the raster order of their first pixel."""
         results: list[BuildingsResult] = self._collect(round_.handles)
         buildings, order = [], []
-        for job, result in zip(round_.jobs, results):
+        for result in results:
             buildings += result.buildings
             order.append(result.order)
-            if result.claims is not None:  # in grid columns from the job's claims_start on
-                column = self.block.column_offset + job.box[2] + job.emission.claims_start
-                self.block.claims.mark(round_.top + job.box[0], result.claims, column)
+            if result.cut:
+                self._warn_once("_warned_wide", "A building is larger than the blocks' halo; it comes out in pieces "
+                                                "cut at the blocks' edges (raise --block-halo).")
         if not buildings:
             return []
         return [buildings[i] for i in np.argsort(np.concatenate(order), kind="stable")]

@@ -27,8 +27,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..core.errors import FootprintError
 from ..qgis_io.layer_files import REAL, TEXT
+from .one_line_errors import run_with_one_line_errors
 
 # Output parameter -> (the scorer's layer name, layer name when loaded, fill colour, outline colour)
 REVIEW_LAYERS = {
@@ -109,16 +109,7 @@ class EvaluateBuildingsAlgorithm(QgsProcessingAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(output, title))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        error, outputs = None, None
-        try:
-            outputs = self._evaluate(parameters, context, feedback)
-        except (FootprintError, QgsProcessingException) as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must not look like success either
-            error = f"Unexpected error ({type(exc).__name__}: {exc})"
-        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
-            raise QgsProcessingException(error)
-        return outputs
+        return run_with_one_line_errors(lambda: self._evaluate(parameters, context, feedback))
 
     def _area_filter(self, parameters, context, source_name: str):
         """keep(geometry) for the features of ``source_name``: interior point inside AREA (None: no AREA)."""

@@ -25,6 +25,7 @@ from qgis.core import (
 
 from ..core.errors import FootprintError  # plain Python: importable without torch
 from ..setup.dependencies import install_hint, missing_packages
+from .one_line_errors import run_with_one_line_errors
 
 
 def _option_parameter(option):
@@ -99,16 +100,7 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("Choose a raster layer as INPUT.")
-        error, outputs = None, None
-        try:
-            outputs = self._extract(layer, parameters, context, feedback)
-        except (FootprintError, QgsProcessingException) as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug in the engine must not look like success either
-            error = f"Unexpected error ({type(exc).__name__}: {exc})"
-        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
-            raise QgsProcessingException(error)
-        return outputs
+        return run_with_one_line_errors(lambda: self._extract(layer, parameters, context, feedback))
 
     def _extract(self, layer, parameters, context, feedback) -> dict:
         from ..core.extract import extract

@@ -22,9 +22,11 @@ class FootprintProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802
         self.addAlgorithm(ExtractBuildingsAlgorithm())
         from .evaluate_algorithm import EvaluateBuildingsAlgorithm  # the trainer itself loads only when run
+        from .extract_many_algorithm import ExtractBuildingsManyAlgorithm
         from .regularize_algorithm import RegularizeBuildingsAlgorithm
         from .train_algorithm import TrainModelAlgorithm
 
+        self.addAlgorithm(ExtractBuildingsManyAlgorithm())
         self.addAlgorithm(TrainModelAlgorithm())
         self.addAlgorithm(EvaluateBuildingsAlgorithm())
         self.addAlgorithm(RegularizeBuildingsAlgorithm())

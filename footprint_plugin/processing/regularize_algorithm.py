@@ -27,6 +27,7 @@ from qgis.core import (
 
 from ..core.errors import CancelledError, FootprintError
 from ..qgis_io.layer_files import REAL, TEXT
+from .one_line_errors import run_with_one_line_errors
 
 MODE_LABELS = ("Right angles", "Right angles and diagonals", "Any angle", "Circle (round buildings; others right angles)")
 
@@ -107,16 +108,7 @@ class RegularizeBuildingsAlgorithm(QgsProcessingAlgorithm):
                                                             QgsProcessing.SourceType.TypeVectorPolygon))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        error, outputs = None, None
-        try:
-            outputs = self._regularize(parameters, context, feedback)
-        except (FootprintError, QgsProcessingException) as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug in the engine must not look like success either
-            error = f"Unexpected error ({type(exc).__name__}: {exc})"
-        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
-            raise QgsProcessingException(error)
-        return outputs
+        return run_with_one_line_errors(lambda: self._regularize(parameters, context, feedback))
 
     def _options(self, parameters, context):
         from ..core.regularize import MODES, RegularizeOptions

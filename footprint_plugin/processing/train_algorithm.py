@@ -17,7 +17,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.errors import FootprintError
+from .one_line_errors import run_with_one_line_errors
 
 
 class TrainModelAlgorithm(QgsProcessingAlgorithm):
@@ -59,16 +59,7 @@ class TrainModelAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputBoolean(self.CANCELLED, "Cancelled"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        error, outputs = None, None
-        try:
-            outputs = self._train(parameters, context, feedback)
-        except (FootprintError, QgsProcessingException) as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must not look like success either
-            error = f"Unexpected error ({type(exc).__name__}: {exc})"
-        if error is not None:  # raised outside the handler: no traceback keeps QGIS objects alive
-            raise QgsProcessingException(error)
-        return outputs
+        return run_with_one_line_errors(lambda: self._train(parameters, context, feedback))
 
     def _train(self, parameters, context, feedback) -> dict:
         from ..qgis_io.layer_files import processing_source_file, raster_file

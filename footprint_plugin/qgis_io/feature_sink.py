@@ -10,18 +10,19 @@ from qgis.PyQt.QtCore import QVariant
 from ..core.errors import FootprintError
 
 try:  # Qt5 builds
-    REAL = QVariant.Double
+    REAL, TEXT = QVariant.Double, QVariant.String
 except AttributeError:  # Qt6 builds
     from qgis.PyQt.QtCore import QMetaType
 
-    REAL = QMetaType.Type.Double
+    REAL, TEXT = QMetaType.Type.Double, QMetaType.Type.QString
 
 
 def building_fields() -> QgsFields:
-    """Fields area_m2 and score, as in the files the engine writes."""
+    """Fields area_m2, score and source, as in the files the engine writes."""
     fields = QgsFields()
     fields.append(QgsField("area_m2", REAL))
     fields.append(QgsField("score", REAL))
+    fields.append(QgsField("source", TEXT))
     return fields
 
 
@@ -47,7 +48,8 @@ class FeatureSinkAdapter:
             geometry = QgsGeometry()
             geometry.fromWkb(building.wkb)
             feature.setGeometry(geometry)
-            feature.setAttributes([round(float(building.area_m2), 2), round(float(building.score), 4)])
+            feature.setAttributes([round(float(building.area_m2), 2), round(float(building.score), 4),
+                                   building.source])
             features.append(feature)
         if not self.sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert):
             raise self._failed("cannot write the buildings")

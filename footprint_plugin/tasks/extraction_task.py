@@ -81,6 +81,7 @@ class ExtractionTask(QgsTask):
         self.result_layer: QgsVectorLayer | None = None
         self.probability_layer: QgsRasterLayer | None = None
         self._reader_error: str | None = None
+        self._logged_block = ""  # the block the log panel last heard of
         self.area = area_from_qgis(request.extent, request.area_geometry)  # to shapely here, on the main thread
         try:  # the provider clone must be made on the main thread
             self.reader = QgisProviderReader(request.layer, request.extent)
@@ -95,8 +96,8 @@ class ExtractionTask(QgsTask):
         request = self.request
         try:
             summary = extract(self.reader, request.parameters, output=request.output,
-                              probabilities=request.probabilities, area=self.area,
-                              progress=lambda f, _m: self.setProgress(100 * f), cancel=self.isCanceled)
+                              probabilities=request.probabilities, area=self.area, progress=self._progress,
+                              cancel=self.isCanceled)
             name = request.layer_name or f"{request.layer.name()} buildings"
             self.outcome = Success(name, request.output, summary.count, summary.seconds, summary.device,
                                    summary.warnings)
@@ -109,6 +110,18 @@ class ExtractionTask(QgsTask):
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)
             self.outcome = Failed(f"Unexpected error ({type(exc).__name__}: {exc}); details in the log panel.")
         return False
+
+    def _progress(self, fraction: float, message: str) -> None:
+        """The task's bar; on a raster of several blocks also one log line per block begun (blocks done of all,
+        Mpx/s, time left), in the log panel's tab of this plugin."""
+        self.setProgress(100 * fraction)
+        if not message.startswith("block "):
+            return
+        block = message.split(" ", 2)[1]  # "3/12"
+        if block != self._logged_block:
+            self._logged_block = block
+            QgsMessageLog.logMessage(f"{self.request.layer_name or 'extraction'}: {message.split(',')[0]}", LOG_TAG,
+                                     Qgis.MessageLevel.Info)
 
     def finished(self, ok: bool) -> None:
         if self.reader is not None:
