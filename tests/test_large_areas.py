@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from shapely.ops import unary_union
 
 from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.inputs import find_rasters
+from tools.large_areas import journal_rows
 from trainer.cli import main
 
 from .helpers import DEFAULT_WEIGHTS, REPO, ZANZIBAR, cut_tiles
@@ -130,15 +130,15 @@ def test_a_resumable_run_killed_three_times_gives_the_uninterrupted_buildings(tm
     for attempt in range(3):
         process = subprocess.Popen(argv + (["--resume"] if attempt else []), cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        before = _journal_rows(partial)
+        before = journal_rows(partial)
         deadline = time.monotonic() + 120
-        while _journal_rows(partial) <= before and process.poll() is None and time.monotonic() < deadline:
+        while journal_rows(partial) <= before and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(random.uniform(0.0, 1.5))  # somewhere inside the next block
         assert process.poll() is None, "the run ended before it was killed"
         os.kill(process.pid, signal.SIGKILL)
         process.communicate()
-        kills.append(_journal_rows(partial))
+        kills.append(journal_rows(partial))
     assert 0 < kills[0] < kills[-1] < 24 and not output.exists()  # of 24 blocks
     changed = subprocess.run(argv[:-4] + ["--block-size", "300", "--block-halo", "128", "--resume"], cwd=REPO,
                              capture_output=True, text=True)
@@ -150,16 +150,6 @@ def test_a_resumable_run_killed_three_times_gives_the_uninterrupted_buildings(tm
     print(f"resume: journal rows after each SIGKILL {kills}, then {done.stdout.strip()}")
     assert layer(output) == whole  # none twice, none missing, the same geometry and attributes
     assert not partial.exists()
-
-
-def _journal_rows(path: Path) -> int:
-    if not path.exists():
-        return 0
-    try:
-        with sqlite3.connect(str(path), timeout=10) as connection:
-            return connection.execute("SELECT count(*) FROM footprint_journal").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def test_resume_needs_a_geopackage_and_a_partial_run(tmp_path, capsys):
@@ -194,7 +184,7 @@ def test_a_killed_cluster_worker_has_its_block_run_again_and_the_output_stays_ex
                                stderr=subprocess.PIPE, text=True)
     partial = tmp_path / "killed_worker.partial.gpkg"
     deadline = time.monotonic() + 120
-    while _journal_rows(partial) < 2 and process.poll() is None and time.monotonic() < deadline:
+    while journal_rows(partial) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     workers = [child for child in psutil.Process(process.pid).children(recursive=True)
                if "spawn_main" in " ".join(child.cmdline()) and child.memory_info().rss > 200 * 2**20]

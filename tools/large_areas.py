@@ -38,10 +38,11 @@ def predict_command(raster: Path, output: Path, *extra: str) -> list[str]:
 class MemorySampler:
     """The peak RSS of a process and of each of its descendants, sampled in a thread."""
 
-    def __init__(self, pid: int, every: float = 0.2) -> None:
+    def __init__(self, pid: int, every: float = 0.2, log: Path | None = None, watch: Path | None = None) -> None:
         import psutil
 
         self.process = psutil.Process(pid)
+        self.log, self.watch, self._logged = log, watch, 0.0
         self.peaks: dict[int, tuple[str, int]] = {}
         self.client_samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
@@ -68,7 +69,19 @@ class MemorySampler:
                     self.client_samples.append((time.monotonic() - self._started, rss))
                 if rss > self.peaks.get(process.pid, ("", 0))[1]:
                     self.peaks[process.pid] = (name, rss)
+            self._write_log()
             self._stop.wait(self._every)
+
+    def _write_log(self) -> None:
+        """Every 10 s, one JSON line: time, the client's RSS, and the blocks the journal holds (``watch``)."""
+        now = time.monotonic() - self._started
+        if self.log is None or not self.client_samples or now - self._logged < 10:
+            return
+        self._logged = now
+        blocks = journal_rows(self.watch) if self.watch is not None else None
+        with self.log.open("a") as handle:
+            handle.write(json.dumps({"s": round(now), "client_mb": round(self.client_samples[-1][1] / 2**20),
+                                     "blocks": blocks}) + "\n")
 
     def stop(self) -> dict:
         self._stop.set()
@@ -79,10 +92,10 @@ class MemorySampler:
         return {"client_peak_mb": round(client / 2**20), "worker_peaks_mb": [round(rss / 2**20) for rss in workers]}
 
 
-def timed_run(command: list[str]) -> dict:
+def timed_run(command: list[str], log: Path | None = None, watch: Path | None = None) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = MemorySampler(process.pid)
+    sampler = MemorySampler(process.pid, log=log, watch=watch)
     out, err = process.communicate()
     memory = sampler.stop()
     if process.returncode != 0:
@@ -141,7 +154,7 @@ def resume(args: argparse.Namespace) -> None:
             raise SystemExit(f"run {attempt + 1} ended before its SIGKILL; choose a shorter --max-s")
         os.kill(process.pid, signal.SIGKILL)
         process.communicate()
-        rows_after.append(_journal_rows(partial))
+        rows_after.append(journal_rows(partial))
     final = timed_run(command + ["--resume"])
     from tools.compare_outputs import compare
 
@@ -153,11 +166,15 @@ def resume(args: argparse.Namespace) -> None:
           f"union_iou={result['union_iou']:.4f}")
 
 
-def _journal_rows(path: Path) -> int:
+def journal_rows(path: Path) -> int:
+    """Blocks a resumable run has committed (0 before its journal exists)."""
     if not path.exists():
         return 0
-    with sqlite3.connect(str(path), timeout=10) as connection:
-        return connection.execute("SELECT count(*) FROM footprint_journal").fetchone()[0]
+    try:
+        with sqlite3.connect(str(path), timeout=10) as connection:
+            return connection.execute("SELECT count(*) FROM footprint_journal").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
 
 
 def flat(args: argparse.Namespace) -> None:
@@ -166,8 +183,10 @@ def flat(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="flat-"))
     source = REPO.parent / "shared" / "data" / "banepa_north" / "banepa_north.tif"
     raster = mosaic_vrt(source, args.size, folder / f"banepa_{args.size}.vrt")
-    run = timed_run(predict_command(raster, folder / "flat.gpkg", "--block-size", str(args.block_size), "--device",
-                                    "cpu", "--cluster", args.cluster))
+    output = folder / "flat.gpkg"
+    print(f"flat: following the client in {args.log}", flush=True)
+    run = timed_run(predict_command(raster, output, "--block-size", str(args.block_size), "--device", "cpu",
+                                    "--cluster", args.cluster), log=args.log, watch=output.with_name("flat.partial.gpkg"))
     samples = run.pop("client_samples")
     quarter = len(samples) // 4
     early = max((rss for _, rss in samples[quarter : 2 * quarter]), default=0)
@@ -238,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     three.add_argument("--size", type=int, default=20480)
     three.add_argument("--block-size", type=int, default=4096)
     three.add_argument("--cluster", default="local:2")
+    three.add_argument("--log", type=Path, default=Path("out/flat_client.jsonl"), help="the client's memory every 10 s")
     three.set_defaults(run=flat)
     four = sub.add_parser("writing", help="the client's writing cost per building (GeoPackage with the journal)")
     four.add_argument("--buildings", type=int, default=200_000)

@@ -52,10 +52,41 @@ def attached_array(name: str, shape: tuple[int, int], dtype: Any) -> np.ndarray:
     return _ATTACHED[name][1]
 
 
-class SharedStripBuffer:
-    """The vectoriser's buffer of class-map rows (building, seeds, probability) and a plane for the region
-    labels, in shared memory, so that the workers read their pieces without a copy through a pipe. Rows are
-    appended below and dropped from the top."""
+class _StripBuffer:
+    """Rows of the four planes: appended below, dropped from the top; :meth:`_allocate` makes room."""
+
+    width: int
+    rows: int
+    capacity: int
+    _arrays: list[np.ndarray]
+
+    def _allocate(self, capacity: int) -> None:
+        raise NotImplementedError
+
+    def append(self, maps: ClassMaps) -> None:
+        if self.rows + len(maps) > self.capacity:
+            self._allocate(max(2 * self.capacity, self.rows + len(maps)))
+        for target, source in zip(self._arrays, maps.arrays()):
+            target[self.rows : self.rows + len(maps)] = source
+        self.rows += len(maps)
+
+    def drop(self, rows: int) -> None:
+        """Forget the first ``rows`` rows."""
+        keep = self.rows - rows
+        if keep > 0 and rows > 0:
+            for array in self._arrays[:3]:
+                array[:keep] = array[rows : self.rows].copy()
+        self.rows = max(keep, 0)
+
+    def maps(self) -> ClassMaps:
+        return ClassMaps(*(array[: self.rows] for array in self._arrays[:3]))
+
+    def labels(self) -> np.ndarray:
+        return self._arrays[3][: self.rows]
+
+
+class SharedStripBuffer(_StripBuffer):
+    """The strip buffer in shared memory, so that the workers read their pieces without a copy through a pipe."""
 
     def __init__(self, width: int, capacity: int = 1024) -> None:
         self.width = width
@@ -63,7 +94,7 @@ class SharedStripBuffer:
         self._generation = 0
         self._prefix = f"fp{os.getpid()}{id(self) % 100000}"
         self._segments: list[shared_memory.SharedMemory] = []
-        self._arrays: list[np.ndarray] = []
+        self._arrays = []
         self._allocate(capacity)
 
     def _allocate(self, capacity: int) -> None:
@@ -88,27 +119,6 @@ class SharedStripBuffer:
             segment.unlink()
         self._segments = []
 
-    def append(self, maps: ClassMaps) -> None:
-        if self.rows + len(maps) > self.capacity:
-            self._allocate(max(2 * self.capacity, self.rows + len(maps)))
-        for target, source in zip(self._arrays, maps.arrays()):
-            target[self.rows : self.rows + len(maps)] = source
-        self.rows += len(maps)
-
-    def drop(self, rows: int) -> None:
-        """Forget the first ``rows`` rows."""
-        keep = self.rows - rows
-        if keep > 0 and rows > 0:
-            for array in self._arrays[:3]:
-                array[:keep] = array[rows : self.rows].copy()
-        self.rows = max(keep, 0)
-
-    def maps(self) -> ClassMaps:
-        return ClassMaps(*(array[: self.rows] for array in self._arrays[:3]))
-
-    def labels(self) -> np.ndarray:
-        return self._arrays[3][: self.rows]
-
     def view(self) -> BufferView:
         """Where the workers find the planes."""
         return BufferView(self.rows, self.width, names=tuple(segment.name for segment in self._segments),
@@ -118,36 +128,18 @@ class SharedStripBuffer:
         self._release()
 
 
-class LocalStripBuffer:
+class LocalStripBuffer(_StripBuffer):
     """The strip buffer in plain arrays of this process (no workers)."""
 
     def __init__(self, width: int, capacity: int = 1024) -> None:
         self.width, self.rows, self.capacity = width, 0, capacity
         self._arrays = [np.zeros((capacity, width), dtype) for dtype in PLANE_TYPES]
 
-    def append(self, maps: ClassMaps) -> None:
-        if self.rows + len(maps) > self.capacity:
-            self.capacity = max(2 * self.capacity, self.rows + len(maps))
-            grown = [np.zeros((self.capacity, self.width), dtype) for dtype in PLANE_TYPES]
-            for new, old in zip(grown[:3], self._arrays[:3]):
-                new[: self.rows] = old[: self.rows]
-            self._arrays = grown
-        for target, source in zip(self._arrays, maps.arrays()):
-            target[self.rows : self.rows + len(maps)] = source
-        self.rows += len(maps)
-
-    def drop(self, rows: int) -> None:
-        keep = self.rows - rows
-        if keep > 0 and rows > 0:
-            for array in self._arrays[:3]:
-                array[:keep] = array[rows : self.rows].copy()
-        self.rows = max(keep, 0)
-
-    def maps(self) -> ClassMaps:
-        return ClassMaps(*(array[: self.rows] for array in self._arrays[:3]))
-
-    def labels(self) -> np.ndarray:
-        return self._arrays[3][: self.rows]
+    def _allocate(self, capacity: int) -> None:
+        grown = [np.zeros((capacity, self.width), dtype) for dtype in PLANE_TYPES]
+        for new, old in zip(grown[:3], self._arrays[:3]):
+            new[: self.rows] = old[: self.rows]
+        self._arrays, self.capacity = grown, capacity
 
     def view(self) -> BufferView:
         return BufferView(self.rows, self.width, arrays=tuple(self._arrays))

@@ -33,30 +33,19 @@ def extract(raster: str, mode: str, out: Path) -> Path:
 
 
 def render(raster_layer, vector_path: Path, extent, size: tuple[int, int], title: str):
-    from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings, QgsVectorLayer
-    from qgis.PyQt.QtCore import QSize, Qt
-    from qgis.PyQt.QtGui import QColor, QFont, QPainter
+    from qgis.core import QgsVectorLayer
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QColor
+
+    from tools.lab.map_image import rendered_map
 
     buildings = QgsVectorLayer(f"{vector_path}|layername=buildings", title, "ogr")
     symbol = buildings.renderer().symbol()
     symbol.symbolLayer(0).setBrushStyle(Qt.NoBrush)
     symbol.symbolLayer(0).setStrokeColor(QColor(255, 120, 0))
     symbol.symbolLayer(0).setStrokeWidth(0.6)
-    settings = QgsMapSettings()
-    settings.setLayers([buildings, raster_layer])
-    settings.setDestinationCrs(raster_layer.crs())
-    settings.setExtent(extent)
-    settings.setOutputSize(QSize(*size))
-    job = QgsMapRendererSequentialJob(settings)
-    job.start()
-    job.waitForFinished()
-    image = job.renderedImage()
-    painter = QPainter(image)
-    painter.setFont(QFont("Sans", 14, QFont.Bold))
-    painter.fillRect(0, 0, image.width(), 28, QColor(255, 255, 255, 210))
-    painter.drawText(8, 20, f"{title}: {buildings.featureCount()} buildings, {vertices(buildings):.1f} vertices each")
-    painter.end()
-    return image
+    caption = f"{title}: {buildings.featureCount()} buildings, {vertices(buildings):.1f} vertices each"
+    return rendered_map(buildings, raster_layer, extent, size, caption, 14)
 
 
 def vertices(layer) -> float:

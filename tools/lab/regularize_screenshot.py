@@ -52,11 +52,12 @@ def start_processing():
 
 
 def render(raster_layer, vector_path: Path, extent, size: tuple[int, int], title: str, regularised: bool):
-    from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings, QgsVectorLayer
-    from qgis.PyQt.QtCore import QSize, Qt
-    from qgis.PyQt.QtGui import QColor, QFont, QPainter
+    from qgis.core import QgsVectorLayer
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QColor
 
     from footprint_plugin.qgis_io.style import style_regularized_layer
+    from tools.lab.map_image import rendered_map
 
     buildings = QgsVectorLayer(str(vector_path), title, "ogr")
     if regularised:
@@ -66,21 +67,7 @@ def render(raster_layer, vector_path: Path, extent, size: tuple[int, int], title
         symbol.setBrushStyle(Qt.NoBrush)
         symbol.setStrokeColor(QColor(0, 229, 255))
         symbol.setStrokeWidth(0.5)
-    settings = QgsMapSettings()
-    settings.setLayers([buildings, raster_layer])
-    settings.setDestinationCrs(raster_layer.crs())
-    settings.setExtent(extent)
-    settings.setOutputSize(QSize(*size))
-    job = QgsMapRendererSequentialJob(settings)
-    job.start()
-    job.waitForFinished()
-    image = job.renderedImage()
-    painter = QPainter(image)
-    painter.setFont(QFont("Sans", 13, QFont.Bold))
-    painter.fillRect(0, 0, image.width(), 26, QColor(255, 255, 255, 215))
-    painter.drawText(8, 19, f"{title}: {summary(buildings)}")
-    painter.end()
-    return image
+    return rendered_map(buildings, raster_layer, extent, size, f"{title}: {summary(buildings)}", 13)
 
 
 def summary(layer) -> str:
