@@ -345,6 +345,12 @@ def test_finetune_dialog_builds_its_request(qgis_iface, sample_layer, labels_lay
     assert request.rasters == [str(SAMPLE_RASTER)]
     assert request.buildings == str(SAMPLE_LABELS)  # a saved single-layer file is used as it is
     assert request.minutes == 3.5 and request.weights is None and request.output == str(output) + ".safetensors"
+    assert request.device == "cpu" and dialog.device_combo.itemData(0) == "cpu"  # the CPU unless a GPU is chosen
+    assert request.area_option == "the area where the edits are complete"
+    from qgis.PyQt.QtWidgets import QLabel
+
+    help_line = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    assert "about 100 corrected buildings and 5-10 minutes on a CPU added 0.08 to 0.20 F1" in help_line
     area = QgsVectorLayer(request.area, "area", "ogr")
     assert area.featureCount() == 1 and area.crs() == sample_layer.crs()
     assert area.extent().xMaximum() == pytest.approx(canvas.extent().xMaximum(), rel=1e-9)
@@ -511,5 +517,80 @@ def test_evaluate_action_preselects_the_extracted_layer_and_a_reference(qgis_ifa
         result = processing.run("footprint:evaluate_buildings", {**parameters, **{
             k: "TEMPORARY_OUTPUT" for k in ("TRUE_POSITIVES", "FALSE_POSITIVES", "FALSE_NEGATIVES")}})
         assert result["F1"] == cli_scores(str(SAMPLE_LABELS), str(predicted_file))["f1"]
+    finally:
+        plugin.unload()
+
+
+# ----------------------------------------------------------------------------- rounds, ground without buildings
+
+
+class WarningsFeedback(QgsProcessingFeedback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.warnings = []
+
+    def pushWarning(self, warning: str) -> None:  # noqa: N802 - QGIS API
+        self.warnings.append(warning)
+        super().pushWarning(warning)
+
+
+def test_second_round_in_processing_and_the_task_learns_ground_and_warns(qgis_app, qgis_iface, qgis_processing,
+                                                                         tmp_path, qgis_new_project):
+    import shutil
+
+    import numpy as np
+    import processing
+    import rasterio
+    from qgis.core import QgsFeature, QgsGeometry
+    from rasterio.transform import Affine
+
+    from footprint_plugin.setup.trainer_access import trainer_module
+    from trainer.cli import main
+
+    from .helpers import tiny_unet_weights, write_raster
+
+    copy = tmp_path / "copy.tif"
+    shutil.copy(SAMPLE_RASTER, copy)
+    first = tmp_path / "round1.safetensors"
+    assert main(["finetune", "--raster", str(SAMPLE_RASTER), str(copy), "--buildings", str(SAMPLE_LABELS),
+                 "--weights", str(tiny_unet_weights(tmp_path / "tiny.safetensors")), "--minutes", str(TINY),
+                 "--batch-size", "2", "--output", str(first)]) == 0
+    copy.unlink()  # round 1's second raster has gone since
+    gone = (f"Skipped the rasters of earlier rounds that are no longer there ({copy.resolve()}): their corrections "
+            "are left out; put the files back to include them.")
+    with rasterio.open(SAMPLE_RASTER) as sample:
+        left, top, res = sample.bounds.right + 200, sample.bounds.top, sample.res[0]  # 200 m east of the sample
+    pixels = np.random.default_rng(0).integers(60, 120, (3, 256, 256), dtype=np.uint8)
+    ground = QgsRasterLayer(str(write_raster(tmp_path / "ground.tif", pixels, crs="EPSG:3857",
+                                             transform=Affine(res, 0, left, 0, -res, top))), "ground")
+    area = QgsVectorLayer("Polygon?crs=EPSG:3857", "area", "memory")
+    outline = QgsFeature()
+    outline.setGeometry(QgsGeometry.fromRect(QgsRectangle(left, top - 256 * res, left + 256 * res, top)))
+    area.dataProvider().addFeatures([outline])
+    nothing = QgsVectorLayer("Polygon?crs=EPSG:3857", "no buildings", "memory")  # all deleted as false
+    QgsProject.instance().addMapLayers([ground, area, nothing])
+    plugin = footprint_plugin.classFactory(qgis_iface)
+    plugin.initGui()  # also the Processing provider
+    try:
+        feedback = WarningsFeedback()
+        output = tmp_path / "round2.safetensors"
+        result = processing.run("footprint:train_model", {"INPUT": ground, "BUILDINGS": nothing, "AREA": area,
+                                                          "WEIGHTS": str(first), "MINUTES": TINY,
+                                                          "OUTPUT": str(output)}, feedback=feedback)
+        assert result["OUTPUT"] == str(output) and result["CANCELLED"] is False and feedback.warnings == [gone]
+        card, _ = read_weights_file(str(output))
+        assert card.training_data["finetune"]["rasters"] == ["philippines_c1.tif", "ground.tif"]
+        assert [(r["round"], r["buildings"]) for r in card.training_data["rounds"]] == [(1, 85), (2, 0)]
+        assert card.training_data["rounds"][1]["area_m2"] == pytest.approx((256 * res) ** 2 * 0.94, rel=0.03)
+
+        request = trainer_module("finetune").FinetuneRequest(
+            rasters=[str(SAMPLE_RASTER)], buildings=str(SAMPLE_LABELS), output=str(tmp_path / "task.safetensors"),
+            weights=str(first), minutes=TINY, device="cpu")
+        qgis_iface.messageBar().clear_messages()
+        task, written, _ = _run_task(qgis_app, plugin, request)
+        assert written == request.output and task.warnings == [gone]
+        assert qgis_iface.messageBar().get_messages(Qgis.Warning) == [f"Building footprints:{gone}"]
+        assert any("(round 2, with the earlier rounds' buildings)" in m
+                   for m in qgis_iface.messageBar().get_messages(Qgis.Success))
     finally:
         plugin.unload()

@@ -374,6 +374,72 @@ def test_task_and_processing_write_the_probability_raster(qgis_app, qgis_iface, 
         assert (dst.width, dst.height, dst.dtypes[0]) == (sample_layer.width(), sample_layer.height(), "uint8")
 
 
+def test_processing_writes_the_review_layer_of_a_memory_output_as_of_a_file(qgis_app, provider, sample_layer,
+                                                                           tmp_path):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsRuleBasedRenderer
+
+    from footprint_plugin.core.parameters import ExtractionParameters, vectorize_options
+    from footprint_plugin.core.resource_files import default_weights_path
+    from footprint_plugin.core.review import LAYER, write_review
+    from footprint_plugin.core.weights import read_weights_file
+
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    memory = processing.run("footprint:extract_buildings", {
+        "INPUT": sample_layer, "OUTPUT": "TEMPORARY_OUTPUT", "REVIEW": str(tmp_path / "memory_review.gpkg")},
+        context=context)
+    assert memory["REVIEW"] == str(tmp_path / "memory_review.gpkg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["memory_review.gpkg"]  # no probability raster left
+    to_file = processing.run("footprint:extract_buildings", {
+        "INPUT": sample_layer, "OUTPUT": str(tmp_path / "b.gpkg"), "PROBABILITIES": str(tmp_path / "p.tif"),
+        "REVIEW": str(tmp_path / "file_review.gpkg")})
+    assert to_file["PROBABILITIES"] == str(tmp_path / "p.tif")
+    # the same places as the CLI's path, which reads the buildings file back
+    threshold = vectorize_options(ExtractionParameters(), read_weights_file(str(default_weights_path()))[0]).mask_threshold
+    assert write_review(tmp_path / "b.gpkg", tmp_path / "p.tif", tmp_path / "cli_review.gpkg", threshold) > 0
+
+    def ranked(name):
+        layer = QgsVectorLayer(f"{tmp_path / name}|layername={LAYER}", name, "ogr")
+        assert layer.isValid() and layer.crs() == sample_layer.crs()
+        return [(f["rank"], f["kind"], f["probability"], round(f.geometry().area(), 1)) for f in layer.getFeatures()]
+
+    assert ranked("memory_review.gpkg") == ranked("file_review.gpkg") == ranked("cli_review.gpkg")
+    assert len(ranked("memory_review.gpkg")) > 0
+    loaded = context.layersToLoadOnCompletion()
+    assert [d.name for d in loaded.values()] == ["Review: correct here first"]
+    [(source, details)] = loaded.items()
+    layer = QgsVectorLayer(source, "review", "ogr")
+    details.postProcessor().postProcessLayer(layer, context, None)
+    assert isinstance(layer.renderer(), QgsRuleBasedRenderer) and layer.labelsEnabled()
+
+
+def test_dialog_and_task_add_the_review_layer_styled_by_rank(qgis_app, qgis_iface, sample_layer, tmp_path):
+    from qgis.core import QgsRuleBasedRenderer
+
+    from footprint_plugin.ui.extract_dialog import ExtractDialog
+
+    dialog = ExtractDialog(qgis_iface)  # the bundled model
+    dialog.output_file.setFilePath(str(tmp_path / "b.gpkg"))
+    assert dialog.request().review is None
+    dialog.review_check.setChecked(True)
+    request = dialog.request()
+    assert request.review == str(tmp_path / "b_review.gpkg") and request.probabilities is None
+    outcome, buildings, _ = run_task(qgis_app, qgis_iface, request)
+    assert isinstance(outcome, Success), outcome.message()
+    [review] = QgsProject.instance().mapLayersByName("sample review: correct here first")
+    ranks = sorted(f["rank"] for f in review.getFeatures())
+    assert outcome.places == len(ranks) > 0 and ranks == list(range(1, len(ranks) + 1))
+    assert outcome.message().endswith(f"; {len(ranks)} places to review first")
+    assert isinstance(review.renderer(), QgsRuleBasedRenderer)
+    labels = [rule.label() for rule in review.renderer().rootRule().children()]
+    assert labels == ["look first (1-10)", "then (11-50)", "later (51 on)"]
+    assert review.labelsEnabled() and review.labeling().settings().fieldName == "rank"
+    order = [node.layer() for node in QgsProject.instance().layerTreeRoot().findLayers()]
+    assert order.index(review) < order.index(buildings)  # drawn above the buildings
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.gpkg", "b_review.gpkg"]  # no probability raster left
+
+
 def test_task_and_processing_with_two_vectorising_processes_give_the_same_buildings(
         qgis_app, qgis_iface, provider, sample_layer, tmp_path, monkeypatch):
     import processing

@@ -15,7 +15,8 @@ from footprint_plugin.core.errors import FootprintError
 from footprint_plugin.core.inputs import mosaic_folder, open_inputs
 from footprint_plugin.core.mosaic_run import extract_inputs, is_resumable
 from footprint_plugin.core.output_paths import OUTPUT_SUFFIXES, partial_path
-from footprint_plugin.core.parameters import OPTIONS, Option, build_parameters
+from footprint_plugin.core.parameters import OPTIONS, Option, build_parameters, vectorize_options
+from footprint_plugin.core.review import review_probabilities, write_review
 
 from .progress import ProgressBar
 
@@ -49,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(a running scheduler whose workers see the same rasters); needs dask[distributed]")
     parser.add_argument("--probabilities", metavar="FILE.tif",
                         help="also write the building probability (uint8 GeoTIFF, 0-255) on the model grid")
+    parser.add_argument("--review", metavar="REVIEW.gpkg",
+                        help="also write a review layer: the buildings with the lowest scores and the areas where "
+                             "the building probability hovers near the threshold, ranked (field rank, 1 = correct "
+                             "first; field reason)")
     parser.add_argument("--weights", help="weights file (default: the bundled default model)")
     for option in OPTIONS:
         add_option(parser, option)
@@ -70,13 +75,18 @@ def run(args: argparse.Namespace) -> int:
             from footprint_plugin.core.cluster import ClusterEngine
 
             engine = ClusterEngine.connect(args.cluster, warn=warn)
-        bar = None if args.quiet else ProgressBar("predict")
-        try:
-            result = extract_inputs(inputs, parameters, args.output, probabilities=args.probabilities,
-                                    resume=args.resume, progress=bar, warn=warn, engine=engine)
-        finally:
-            if bar:
-                bar.close()
+        with review_probabilities(args.review, args.probabilities, args.output, _conflict(args)) as probabilities:
+            bar = None if args.quiet else ProgressBar("predict")
+            try:
+                result = extract_inputs(inputs, parameters, args.output, probabilities=probabilities,
+                                        resume=args.resume, progress=bar, warn=warn, engine=engine)
+            finally:
+                if bar:
+                    bar.close()
+            if args.review:
+                places = write_review(args.output, probabilities, args.review,
+                                      vectorize_options(parameters, result.card).mask_threshold)
+                print(f"{places} places to review first -> {args.review}")
     except (FootprintError, KeyboardInterrupt):
         _resume_hint(args.output)
         raise
@@ -87,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.count} buildings in {result.seconds:.1f} s on {result.device} -> {args.output} "
           f"(weights {result.card.name})")
     return 0
+
+
+def _conflict(args: argparse.Namespace) -> str | None:
+    """The option that rules out a review layer (it needs the probability raster), if any."""
+    return "--resume" if args.resume else "--cluster" if args.cluster else None
 
 
 def _several_blocks(inputs, parameters) -> bool:

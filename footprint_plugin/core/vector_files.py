@@ -86,12 +86,12 @@ def read_polygons(path: str, target_crs_wkt: str | None = None, score_field: str
     return result
 
 
-def polygons_4326(path: str, what: str | None = None) -> tuple[list[dict[str, Any]], int]:
+def polygons_4326(path: str, what: str | None = None, allow_empty: bool = False) -> tuple[list[dict[str, Any]], int]:
     """A layer's polygons as GeoJSON dicts in EPSG:4326, and how many were invalid (repaired).
 
     With ``what`` (e.g. "buildings": a layer the user chose), a layer without a CRS, which cannot be placed, and
-    a layer without polygons are refused with a line that says so; otherwise such a layer is taken to be in
-    EPSG:4326 already.
+    a layer without polygons (unless ``allow_empty``) are refused with a line that says so; otherwise such a
+    layer is taken to be in EPSG:4326 already.
     """
     from rasterio.crs import CRS
 
@@ -99,7 +99,7 @@ def polygons_4326(path: str, what: str | None = None) -> tuple[list[dict[str, An
     if what and layer.layers_without_crs:
         raise FootprintError(f"The {what} layer {path} has no CRS, so it cannot be matched to the raster; "
                              "set its CRS (in QGIS: Layer Properties > Source) and save it again.")
-    if what and not layer.geometries:
+    if what and not layer.geometries and not allow_empty:
         raise FootprintError(f"The {what} layer {path} holds no polygons.")
     return [mapping(g) for g in layer.geometries], layer.invalid
 

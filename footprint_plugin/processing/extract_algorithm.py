@@ -15,10 +15,12 @@ from qgis.core import (
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProcessingUtils,
     QgsVectorLayer,
     QgsWkbTypes,
 )
@@ -45,6 +47,7 @@ def _option_parameter(option):
 
 class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
     INPUT, WEIGHTS, EXTENT, OUTPUT, PROBABILITIES = "INPUT", "WEIGHTS", "EXTENT", "OUTPUT", "PROBABILITIES"
+    REVIEW = "REVIEW"
 
     def name(self) -> str:
         return "extract_buildings"
@@ -54,7 +57,9 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return ("Extracts building footprints from an RGB raster (GeoTIFF, VRT, XYZ/WMS with an extent) with a "
-                "U-Net, as polygons with fields area_m2 and score. Options left empty take the model's defaults.")
+                "U-Net, as polygons with fields area_m2 and score. Options left empty take the model's defaults. "
+                "REVIEW (a .gpkg) also ranks where to correct first: the buildings with the lowest scores and the "
+                "areas where the model is unsure (field rank, 1 first; field reason).")
 
     def createInstance(self):  # noqa: N802
         return ExtractBuildingsAlgorithm()
@@ -71,6 +76,9 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Buildings", QgsProcessing.SourceType.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.PROBABILITIES, "Building probability (0-255)", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.REVIEW, "Review layer: where to correct first", "GeoPackage (*.gpkg)", optional=True,
+            createByDefault=False))
 
     def _values(self, parameters, context) -> dict:
         """Option name -> value as chosen (None where left empty)."""
@@ -103,18 +111,32 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
         return run_with_one_line_errors(lambda: self._extract(layer, parameters, context, feedback))
 
     def _extract(self, layer, parameters, context, feedback) -> dict:
-        from ..core.extract import extract
-        from ..core.parameters import build_parameters
-        from ..qgis_io.area import area_from_qgis
-        from ..qgis_io.feature_sink import FeatureSinkAdapter, building_fields
-        from ..qgis_io.provider_reader import QgisProviderReader
+        from ..core.parameters import build_parameters, vectorize_options
+        from ..core.review import review_probabilities
 
         extent = None
         if parameters.get(self.EXTENT):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         options = build_parameters(self._values(parameters, context),
                                    weights=self.parameterAsFile(parameters, self.WEIGHTS, context) or None)
-        probabilities = self._probabilities(parameters, context)
+        review = self.parameterAsFileOutput(parameters, self.REVIEW, context) if parameters.get(self.REVIEW) else None
+        with review_probabilities(review, self._probabilities(parameters, context), "") as probabilities:
+            outputs, summary = self._run(layer, extent, options, probabilities, parameters, context, feedback)
+            if review:
+                outputs[self.REVIEW] = review
+                threshold = vectorize_options(options, summary.card).mask_threshold
+                places = _write_review(outputs[self.OUTPUT], probabilities, review, threshold, context)
+                feedback.pushInfo(f"{places} places to review first -> {review}")
+                _load_review(review, context)
+        return outputs
+
+    def _run(self, layer, extent, options, probabilities, parameters, context, feedback):
+        """The extraction into the OUTPUT sink (and PROBABILITIES when given): the outputs and the summary."""
+        from ..core.extract import extract
+        from ..qgis_io.area import area_from_qgis
+        from ..qgis_io.feature_sink import FeatureSinkAdapter, building_fields
+        from ..qgis_io.provider_reader import QgisProviderReader
+
         with QgisProviderReader(layer, extent) as reader:
             fields = building_fields()
             sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.Polygon,
@@ -130,19 +152,53 @@ class ExtractBuildingsAlgorithm(QgsProcessingAlgorithm):
         check_written(dest_id, adapter.count)
         feedback.pushInfo(summary.message())
         outputs = {self.OUTPUT: dest_id}
-        if probabilities is not None:
+        if probabilities is not None and parameters.get(self.PROBABILITIES):
             outputs[self.PROBABILITIES] = probabilities
             details = QgsProcessingContext.LayerDetails("Building probability", context.project(), self.PROBABILITIES)
-            _POST_PROCESSORS[:] = [StyleProbabilities()]
-            details.setPostProcessor(_POST_PROCESSORS[0])
+            _POST_PROCESSORS.append(StyleProbabilities())
+            details.setPostProcessor(_POST_PROCESSORS[-1])
             context.addLayerToLoadOnCompletion(probabilities, details)
-        return outputs
+        return outputs, summary
 
     def _probabilities(self, parameters, context) -> str | None:
         """The probability raster's path when PROBABILITIES is set (a .tif)."""
         if not parameters.get(self.PROBABILITIES):
             return None
         return self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context) or None
+
+
+def _write_review(dest_id: str, probabilities: str, review: str, threshold: float, context) -> int:
+    """The review layer of the buildings just written to ``dest_id`` (a file or a memory layer)."""
+    from shapely import wkb
+
+    from ..core.review import read_probabilities, write_review_of
+
+    buildings = QgsProcessingUtils.mapLayerFromString(dest_id, context)
+    if buildings is None:
+        raise FootprintError(f"Output {dest_id}: cannot be read back for the review layer.")
+    grid = read_probabilities(probabilities)
+    features = [f for f in buildings.getFeatures() if f.hasGeometry()]
+    geometries = [wkb.loads(bytes(f.geometry().asWkb())) for f in features]
+    return write_review_of(geometries, [f["score"] for f in features], grid, review, threshold)
+
+
+def _load_review(review: str, context) -> None:
+    """Loads the review layer, styled by rank, when the run ends."""
+    from ..core.review import LAYER
+
+    details = QgsProcessingContext.LayerDetails("Review: correct here first", context.project(), "REVIEW")
+    _POST_PROCESSORS.append(StyleReview())
+    details.setPostProcessor(_POST_PROCESSORS[-1])
+    context.addLayerToLoadOnCompletion(f"{review}|layername={LAYER}", details)
+
+
+class StyleReview(QgsProcessingLayerPostProcessorInterface):
+    """Styles the review layer by rank once QGIS has loaded it."""
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
+        from ..qgis_io.style import style_review_layer
+
+        style_review_layer(layer)
 
 
 class StyleProbabilities(QgsProcessingLayerPostProcessorInterface):
@@ -154,7 +210,9 @@ class StyleProbabilities(QgsProcessingLayerPostProcessorInterface):
         style_probability_layer(layer)
 
 
-_POST_PROCESSORS: list[StyleProbabilities] = []  # QGIS does not own them: keep them alive
+# QGIS does not own post-processors: keep every run's alive (a few bytes each), since runs of other contexts
+# (batch mode, a model) may load their layers later than the next run starts
+_POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
 
 
 def check_written(dest_id: str, count: int) -> None:

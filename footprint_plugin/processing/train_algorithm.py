@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputBoolean,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -19,9 +20,12 @@ from qgis.core import (
 
 from .one_line_errors import run_with_one_line_errors
 
+DEVICES = (("CPU", "cpu"), ("Auto (CUDA with AMP, then MPS, then CPU)", "auto"))
+
 
 class TrainModelAlgorithm(QgsProcessingAlgorithm):
     INPUT, BUILDINGS, AREA, WEIGHTS, MINUTES, OUTPUT = "INPUT", "BUILDINGS", "AREA", "WEIGHTS", "MINUTES", "OUTPUT"
+    DEVICE = "DEVICE"
     F1_BEFORE, F1_AFTER, CANCELLED = "F1_BEFORE", "F1_AFTER", "CANCELLED"
 
     def name(self) -> str:
@@ -33,10 +37,13 @@ class TrainModelAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return ("Fine-tunes a weights file (default: the bundled model) on building polygons you corrected on a raster, "
                 "within a time budget in minutes. AREA outlines where the buildings are complete (default: their "
-                "extent + 10 m); pixels outside it are ignored. About 15% of the area (whole chips) is held out to "
-                "measure the building F1 before and after; the best state by that F1 is written to OUTPUT. Cancel "
-                "keeps the best weights so far, or writes nothing when nothing beat the base model, and says which. "
-                "Needs at least 20 buildings inside the area.")
+                "extent + 10 m); pixels outside it are ignored, and a raster inside it without buildings (BUILDINGS "
+                "may then be empty) is learnt as ground without buildings. About 15% of the area (whole chips) is "
+                "held out to measure the building F1 before and after; the best state by that F1 is written to "
+                "OUTPUT. Cancel keeps the best weights so far, or writes nothing when nothing beat the base model, "
+                "and says which. Needs at least 20 buildings inside the area. Rounds: WEIGHTS from an earlier round "
+                "bring that round's corrections along (kept in the weights file), and this round trains on them "
+                "too. DEVICE: the CPU by default.")
 
     def createInstance(self):  # noqa: N802
         return TrainModelAlgorithm()
@@ -52,6 +59,8 @@ class TrainModelAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.MINUTES, "Training time (minutes)",
                                                        QgsProcessingParameterNumber.Type.Double, 10.0, minValue=0.01,
                                                        maxValue=24 * 60))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", [label for label, _ in DEVICES],
+                                                     defaultValue=0))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Fine-tuned weights",
                                                                 "Weights (*.safetensors)"))
         self.addOutput(QgsProcessingOutputNumber(self.F1_BEFORE, "Held-out F1 before"))
@@ -72,6 +81,7 @@ class TrainModelAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"OUTPUT {output}: the weights file must end in .safetensors.")
         weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
         minutes = self.parameterAsDouble(parameters, self.MINUTES, context)
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][1]
 
         def progress(fraction: float, message: str) -> None:
             feedback.setProgress(100 * fraction)
@@ -83,9 +93,9 @@ class TrainModelAlgorithm(QgsProcessingAlgorithm):
             if parameters.get(self.AREA) not in (None, ""):
                 area = processing_source_file(self, parameters, self.AREA, context, folder)
             request = finetune.FinetuneRequest(rasters=[raster], buildings=buildings, output=output, area=area,
-                                               weights=weights, minutes=minutes)
+                                               weights=weights, minutes=minutes, device=device, area_option="AREA")
             feedback.pushInfo(f"Preparing chips from {raster}; training for {minutes:g} min...")
-            result = finetune.finetune(request, progress, feedback.isCanceled)
+            result = finetune.finetune(request, progress, feedback.isCanceled, feedback.pushWarning)
         if result.cancelled:
             feedback.pushWarning(result.message())
         else:

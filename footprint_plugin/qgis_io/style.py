@@ -16,13 +16,7 @@ from qgis.PyQt.QtGui import QColor
 
 def style_buildings_layer(layer: QgsVectorLayer, request=None, outcome=None) -> None:
     """Orange outlines with a faint fill, and layer metadata naming the raster and the weights."""
-    symbol = QgsFillSymbol.createSimple({
-        "color": "255,140,0,40",
-        "outline_color": "255,120,0,255",
-        "outline_width": "0.5",
-        "outline_width_unit": "MM",
-    })
-    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+    layer.setRenderer(QgsSingleSymbolRenderer(_outline("255,140,0,40", "255,120,0,255")))
     metadata = layer.metadata()
     metadata.setTitle(layer.name())
     source = request.layer.source() if request is not None else "unknown raster"
@@ -57,19 +51,40 @@ def style_probability_layer(layer: QgsRasterLayer) -> None:
     layer.triggerRepaint()
 
 
+def _outline(fill: str, outline: str, width: str = "0.5", style: str = "solid") -> QgsFillSymbol:
+    return QgsFillSymbol.createSimple({"color": fill, "outline_color": outline, "outline_width": width,
+                                       "outline_width_unit": "MM", "outline_style": style})
+
+
+def _by_rules(layer: QgsVectorLayer, rules: list[tuple[QgsFillSymbol, str, str]]) -> None:
+    """A rule-based renderer: (symbol, legend label, expression) each."""
+    from qgis.core import QgsRuleBasedRenderer
+
+    root = QgsRuleBasedRenderer.Rule(None)
+    for symbol, label, expression in rules:
+        root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, expression, label))
+    layer.setRenderer(QgsRuleBasedRenderer(root))
+
+
 def style_regularized_layer(layer: QgsVectorLayer) -> None:
     """Regularised footprints as orange outlines; those kept as they were (``reg_method`` input, invalid, empty,
     multipart) dashed grey, so that what the tool left alone stands out."""
-    from qgis.core import QgsRuleBasedRenderer
-
-    shaped = QgsFillSymbol.createSimple({"color": "255,140,0,40", "outline_color": "255,120,0,255",
-                                         "outline_width": "0.5", "outline_width_unit": "MM"})
-    kept = QgsFillSymbol.createSimple({"color": "128,128,128,30", "outline_color": "90,90,90,255",
-                                       "outline_width": "0.5", "outline_width_unit": "MM", "outline_style": "dash"})
-    root = QgsRuleBasedRenderer.Rule(None)
     unchanged = "\"reg_method\" IS NULL OR regexp_match(\"reg_method\", '^(input|invalid|empty|multipart)')"
-    for symbol, label, expression in ((shaped, "regularised", f"NOT ({unchanged})"),
-                                      (kept, "kept as it was", unchanged)):
-        root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, expression, label))
-    layer.setRenderer(QgsRuleBasedRenderer(root))
+    _by_rules(layer, [(_outline("255,140,0,40", "255,120,0,255"), "regularised", f"NOT ({unchanged})"),
+                      (_outline("128,128,128,30", "90,90,90,255", style="dash"), "kept as it was", unchanged)])
+    layer.triggerRepaint()
+
+
+def style_review_layer(layer: QgsVectorLayer) -> None:
+    """The review layer (``core.review``) by rank: the first ten bold red, up to 50 orange, the rest dashed yellow,
+    each labelled with its rank, so that the user corrects the first ones first."""
+    from qgis.core import QgsPalLayerSettings, QgsVectorLayerSimpleLabeling
+
+    _by_rules(layer, [(_outline("230,0,0,50", "230,0,0,255", "1.2"), "look first (1-10)", '"rank" <= 10'),
+                      (_outline("255,120,0,30", "255,120,0,255", "0.8"), "then (11-50)", '"rank" > 10 AND "rank" <= 50'),
+                      (_outline("240,200,0,20", "240,200,0,255", style="dash"), "later (51 on)", '"rank" > 50')])
+    labels = QgsPalLayerSettings()
+    labels.fieldName = "rank"
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(labels))
+    layer.setLabelsEnabled(True)
     layer.triggerRepaint()

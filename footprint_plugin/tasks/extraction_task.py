@@ -20,10 +20,12 @@ from qgis.core import (
 from ..core.errors import CancelledError, FootprintError
 from ..core.extract import extract
 from ..core.output_paths import LAYER_NAME
-from ..core.parameters import ExtractionParameters
+from ..core.parameters import ExtractionParameters, vectorize_options
+from ..core.review import LAYER as REVIEW_LAYER
+from ..core.review import review_probabilities, write_review
 from ..qgis_io.area import area_from_qgis
 from ..qgis_io.provider_reader import QgisProviderReader
-from ..qgis_io.style import style_buildings_layer, style_probability_layer
+from ..qgis_io.style import style_buildings_layer, style_probability_layer, style_review_layer
 
 LOG_TAG = "Building footprints"
 
@@ -39,6 +41,7 @@ class ExtractionRequest:
     area_geometry: QgsGeometry | None = None  # keep buildings whose centre lies inside (layer CRS)
     layer_name: str | None = None
     probabilities: str | None = None  # also write the building-probability GeoTIFF here
+    review: str | None = None  # also write the review layer (core.review: where to correct first) here
 
 
 @dataclass
@@ -49,9 +52,11 @@ class Success:
     seconds: float
     device: str
     warnings: list[str]
+    places: int | None = None  # listed in the review layer, when one was asked for
 
     def message(self) -> str:
-        return f"{self.buildings} buildings found in {self.seconds:.1f} s on {self.device}: {self.layer_name}"
+        review = "" if self.places is None else f"; {self.places} places to review first"
+        return f"{self.buildings} buildings found in {self.seconds:.1f} s on {self.device}: {self.layer_name}{review}"
 
 
 @dataclass
@@ -80,6 +85,7 @@ class ExtractionTask(QgsTask):
         self.outcome: Success | Failed | Cancelled | None = None
         self.result_layer: QgsVectorLayer | None = None
         self.probability_layer: QgsRasterLayer | None = None
+        self.review_layer: QgsVectorLayer | None = None
         self._reader_error: str | None = None
         self._logged_block = ""  # the block the log panel last heard of
         self.area = area_from_qgis(request.extent, request.area_geometry)  # to shapely here, on the main thread
@@ -95,12 +101,15 @@ class ExtractionTask(QgsTask):
             return False
         request = self.request
         try:
-            summary = extract(self.reader, request.parameters, output=request.output,
-                              probabilities=request.probabilities, area=self.area, progress=self._progress,
-                              cancel=self.isCanceled)
+            with review_probabilities(request.review, request.probabilities, request.output) as probabilities:
+                summary = extract(self.reader, request.parameters, output=request.output,
+                                  probabilities=probabilities, area=self.area, progress=self._progress,
+                                  cancel=self.isCanceled)
+                places = write_review(request.output, probabilities, request.review, vectorize_options(
+                    request.parameters, summary.card).mask_threshold) if request.review else None
             name = request.layer_name or f"{request.layer.name()} buildings"
             self.outcome = Success(name, request.output, summary.count, summary.seconds, summary.device,
-                                   summary.warnings)
+                                   summary.warnings, places)
             return True
         except CancelledError:
             self.outcome = Cancelled()
@@ -135,6 +144,7 @@ class ExtractionTask(QgsTask):
                 style_buildings_layer(layer, self.request, outcome)
                 QgsProject.instance().addMapLayer(layer)
                 self.result_layer = layer
+                self._add_review()
             else:
                 outcome = Failed(f"The result {outcome.output} was written but QGIS cannot open it.")
         elif self.isCanceled() and not isinstance(outcome, Failed):
@@ -154,6 +164,17 @@ class ExtractionTask(QgsTask):
             style_probability_layer(raster)
             QgsProject.instance().addMapLayer(raster)
             self.probability_layer = raster
+
+    def _add_review(self) -> None:
+        """The review layer, styled by rank, above the buildings."""
+        if not self.request.review:
+            return
+        layer = QgsVectorLayer(f"{self.request.review}|layername={REVIEW_LAYER}",
+                               f"{self.request.layer.name()} review: correct here first", "ogr")
+        if layer.isValid():
+            style_review_layer(layer)
+            QgsProject.instance().addMapLayer(layer)
+            self.review_layer = layer
 
     def _notify(self, outcome) -> None:
         levels = Qgis.MessageLevel

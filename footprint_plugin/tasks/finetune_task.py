@@ -28,6 +28,7 @@ class FinetuneTask(QgsTask):
         self.title = title
         self.result = None  # trainer.finetune.FinetuneResult
         self.error: str | None = None
+        self.warnings: list[str] = []  # e.g. rasters skipped, shown when the task ends
         self.status.connect(self._show_status)
 
     def _show_status(self, text: str) -> None:
@@ -44,7 +45,7 @@ class FinetuneTask(QgsTask):
                 self.status.emit(message)
                 self.setProgress(100 * fraction)
 
-            self.result = finetune.finetune(self.request, progress, self.isCanceled)
+            self.result = finetune.finetune(self.request, progress, self.isCanceled, self.warnings.append)
             return not self.result.cancelled
         except FootprintError as exc:
             self.error = str(exc)
@@ -75,9 +76,14 @@ class FinetuneTask(QgsTask):
             from ..qgis_io.weights_history import remember_weights
 
             remember_weights(output)
+        bar = self.iface.messageBar() if self.iface is not None else None
+        for warning in self.warnings:
+            QgsMessageLog.logMessage(warning, LOG_TAG, Qgis.MessageLevel.Warning)
+            if bar is not None:
+                bar.pushMessage(LOG_TAG, warning, Qgis.MessageLevel.Warning, 0)
         text, level = self.message()
         QgsMessageLog.logMessage(text, LOG_TAG, level)
-        if self.iface is not None and self.iface.messageBar() is not None:
-            self.iface.messageBar().pushMessage(LOG_TAG, text, level, 0 if level == Qgis.MessageLevel.Critical else 15)
+        if bar is not None:
+            bar.pushMessage(LOG_TAG, text, level, 0 if level == Qgis.MessageLevel.Critical else 15)
         if self.on_done:
             self.on_done(self, output)

@@ -107,6 +107,10 @@ class ExtractDialog(QDialog):
         self.probabilities_file.setFilter("GeoTIFF (*.tif)")
         self.probabilities_file.setToolTip("Optional: the building probability of every pixel, 0-255, loaded styled")
         form.addRow("Probability raster (optional)", self.probabilities_file)
+        self.review_check = QCheckBox("Also a review layer: where to correct first")
+        self.review_check.setToolTip("The buildings with the lowest scores and the areas where the model is unsure, "
+                                     "ranked (rank 1 first), written beside the output as NAME_review.gpkg")
+        form.addRow("", self.review_check)
         self.raster_combo.layerChanged.connect(self._suggest_output)
         self.raster_combo.layerChanged.connect(self._show_bands)
         self._suggest_output(self.raster_combo.currentLayer())
@@ -164,8 +168,11 @@ class ExtractDialog(QDialog):
         probabilities = self.probabilities_file.filePath().strip() or None
         if probabilities and not probabilities.lower().endswith((".tif", ".tiff")):
             probabilities += ".tif"
+        review = None
+        if self.review_check.isChecked():
+            review = str(Path(output).with_name(f"{Path(output).stem}_review.gpkg"))
         return ExtractionRequest(layer, output, parameters, extent, area_geometry, f"{layer.name()} buildings",
-                                 probabilities)
+                                 probabilities, review)
 
     def _area(self, layer: QgsRasterLayer) -> tuple[QgsRectangle | None, QgsGeometry | None]:
         choice = self.area_combo.currentText()

@@ -87,7 +87,18 @@ class FinetuneDialog(QDialog):
         self.base_weights = QgsFileWidget()
         self.base_weights.setFilter("Weights (*.safetensors)")
         self.base_weights.lineEdit().setPlaceholderText("Bundled default model")
+        self.base_weights.setToolTip("Weights of your last round bring its corrections along: this round trains on "
+                                     "them too")
         form.addRow("Start from", self.base_weights)
+
+        from ..core.devices import available_devices  # torch: only once the dialog opens
+        from ..setup.trainer_access import trainer_module
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("CPU", "cpu")
+        for device in available_devices()[:-1]:  # the GPUs (the last is the CPU)
+            self.device_combo.addItem(f"{device} (with AMP)" if device.startswith("cuda") else device, device)
+        form.addRow("Device", self.device_combo)
 
         self.output_file = QgsFileWidget()
         self.output_file.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
@@ -97,7 +108,10 @@ class FinetuneDialog(QDialog):
         self._suggest_output(self.raster_combo.currentLayer())
 
         layout.addWidget(QLabel("About 15% of the area is held out to measure the F1 before and after; training runs "
-                                "in the background and keeps the best weights."))
+                                "in the background and keeps the best weights. A raster inside the area without "
+                                "buildings is learnt as ground without buildings. Next round: start from these "
+                                "weights, and their corrections are trained on again with the new ones. "
+                                + trainer_module("finetune").GUIDANCE))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fine-tune")
         buttons.accepted.connect(self.accept)
@@ -138,7 +152,8 @@ class FinetuneDialog(QDialog):
             raise FootprintError("Save the fine-tuned weights to another file than the base weights.")
         finetune = trainer_module("finetune")
         return finetune.FinetuneRequest(rasters=[raster], buildings=buildings, output=output, area=area, weights=base,
-                                        minutes=float(self.minutes.value()))
+                                        minutes=float(self.minutes.value()), device=self.device_combo.currentData(),
+                                        area_option="the area where the edits are complete")
 
     def _area(self, folder: str, vector_file, geometry_file) -> str | None:
         choice = self.area_combo.currentText()
