@@ -32,14 +32,6 @@ TINY = 0.05  # minutes of training in these tests
 
 
 @pytest.fixture()
-def provider(qgis_iface, qgis_processing):
-    plugin = footprint_plugin.classFactory(qgis_iface)
-    plugin.initProcessing()
-    yield plugin.provider
-    plugin.unload()
-
-
-@pytest.fixture()
 def sample_layer(qgis_new_project):
     layer = QgsRasterLayer(str(SAMPLE_RASTER), "sample")
     assert layer.isValid()

@@ -114,14 +114,6 @@ def test_cancel_leaves_no_layer_and_no_file(qgis_app, qgis_iface, qgis_new_proje
     assert seconds < 10  # cancel takes effect within a few seconds
 
 
-@pytest.fixture()
-def provider(qgis_iface, qgis_processing):
-    plugin = footprint_plugin.classFactory(qgis_iface)
-    plugin.initProcessing()
-    yield plugin.provider
-    plugin.unload()
-
-
 def test_processing_algorithm(provider, sample_layer, weights, tmp_path):
     import processing
 

@@ -13,7 +13,6 @@ from osgeo import ogr
 from qgis.core import QgsApplication, QgsProject, QgsRuleBasedRenderer, QgsVectorLayer
 from shapely import wkb
 
-import footprint_plugin
 from tools import plugin_package
 from tools.lab.outline_shapes import is_right, ring_angles
 
@@ -21,14 +20,6 @@ from .helpers import REPO
 
 ZANZIBAR = REPO / "resources" / "sample" / "zanzibar_c1_buildings.geojson"  # EPSG:3857, OSM
 BANEPA_NORTH = REPO.parent / "shared" / "data" / "banepa_north" / "buildings.geojson"  # EPSG:4326, multi-polygons
-
-
-@pytest.fixture()
-def provider(qgis_iface, qgis_processing):
-    plugin = footprint_plugin.classFactory(qgis_iface)
-    plugin.initProcessing()
-    yield plugin.provider
-    plugin.unload()
 
 
 def polygon_layer(crs: str, rows: list[tuple[str, int, str]]) -> QgsVectorLayer:

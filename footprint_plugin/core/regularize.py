@@ -477,15 +477,11 @@ def _open_layer(source: str, layer_name: str | None):
     """The dataset and its polygon layer (by name, or the first with polygons)."""
     from osgeo import ogr
 
-    ogr.UseExceptions()
+    from .vector_files import open_vector
+
     if not Path(source).exists() and "://" not in source:
         raise FootprintError(f"{source}: no such file.")
-    try:
-        dataset = ogr.Open(source)
-    except RuntimeError as exc:
-        raise FootprintError(f"{source}: cannot be opened as vector data ({' '.join(str(exc).split())}).") from None
-    if dataset is None:
-        raise FootprintError(f"{source}: cannot be opened as vector data.")
+    dataset = open_vector(source)
     if layer_name:
         layer = dataset.GetLayerByName(layer_name)
         if layer is None:

@@ -34,20 +34,28 @@ def _polygonal(geometry: BaseGeometry) -> BaseGeometry | None:
     return unary_union(parts)
 
 
+def open_vector(source: str):
+    """An OGR dataset (GDAL exceptions on), or one line saying why it cannot be opened."""
+    from osgeo import ogr
+
+    ogr.UseExceptions()
+    try:
+        dataset = ogr.Open(source)
+    except RuntimeError as exc:
+        raise FootprintError(f"{source}: cannot be opened as vector data ({' '.join(str(exc).split())}).") from None
+    if dataset is None:
+        raise FootprintError(f"{source}: cannot be opened as vector data.")
+    return dataset
+
+
 def read_polygons(path: str, target_crs_wkt: str | None = None, score_field: str = "score") -> PolygonLayer:
     """All polygons of all layers of ``path``, reprojected to ``target_crs_wkt`` when given.
 
     Invalid polygons are repaired (and counted); points and lines are skipped.
     """
-    from osgeo import ogr, osr
+    from osgeo import osr
 
-    ogr.UseExceptions()
-    try:
-        dataset = ogr.Open(path)
-    except RuntimeError as exc:
-        raise FootprintError(f"{path}: cannot be opened as vector data ({exc}).") from None
-    if dataset is None:
-        raise FootprintError(f"{path}: cannot be opened as vector data.")
+    dataset = open_vector(path)
     target = None
     if target_crs_wkt:
         target = osr.SpatialReference()

@@ -172,14 +172,15 @@ def _write_review(dest_id: str, probabilities: str, review: str, threshold: floa
     from shapely import wkb
 
     from ..core.review import read_probabilities, write_review_of
+    from ..qgis_io.geometry import feature_wkb
 
     buildings = QgsProcessingUtils.mapLayerFromString(dest_id, context)
     if buildings is None:
         raise FootprintError(f"Output {dest_id}: cannot be read back for the review layer.")
     grid = read_probabilities(probabilities)
-    features = [f for f in buildings.getFeatures() if f.hasGeometry()]
-    geometries = [wkb.loads(bytes(f.geometry().asWkb())) for f in features]
-    return write_review_of(geometries, [f["score"] for f in features], grid, review, threshold)
+    features = [(feature_wkb(f), f["score"]) for f in buildings.getFeatures() if f.hasGeometry()]
+    return write_review_of([wkb.loads(blob) for blob, _ in features], [score for _, score in features], grid, review,
+                           threshold)
 
 
 def _load_review(review: str, context) -> None:

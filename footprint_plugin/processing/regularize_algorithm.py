@@ -26,6 +26,7 @@ from qgis.core import (
 )
 
 from ..core.errors import CancelledError, FootprintError
+from ..qgis_io.geometry import feature_wkb
 from ..qgis_io.layer_files import REAL, TEXT
 from .one_line_errors import run_with_one_line_errors
 
@@ -56,17 +57,6 @@ def output_fields(source: QgsFields) -> QgsFields:
         if fields.indexOf(name) < 0:
             fields.append(QgsField(name, kind))
     return fields
-
-
-def feature_wkb(feature: QgsFeature) -> bytes | None:
-    """A feature's geometry as WKB, curves as straight segments; None without one."""
-    if not feature.hasGeometry():
-        return None
-    geometry = feature.geometry()
-    if QgsWkbTypes.isCurvedType(geometry.wkbType()):
-        geometry = QgsGeometry(geometry)
-        geometry.convertToStraightSegment()
-    return bytes(geometry.asWkb())
 
 
 class RegularizeBuildingsAlgorithm(QgsProcessingAlgorithm):

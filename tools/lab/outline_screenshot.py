@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qgis.core import QgsApplication, QgsRasterLayer, QgsRectangle
-    from qgis.PyQt.QtGui import QImage, QPainter
+
+    from tools.lab.map_image import save_sheet
 
     app = QgsApplication([], False)
     app.initQgis()
@@ -76,13 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="outlines-"))
     modes = args.modes.split(",")
     images = [render(layer, extract(args.raster, mode, work / f"{mode}.gpkg"), extent, size, mode) for mode in modes]
-    sheet = QImage(size[0], size[1] * len(images) + 8 * (len(images) - 1), QImage.Format_ARGB32)
-    sheet.fill(0xFFFFFFFF)
-    painter = QPainter(sheet)
-    for index, image in enumerate(images):
-        painter.drawImage(0, index * (size[1] + 8), image)
-    painter.end()
-    sheet.save(str(args.png))
+    save_sheet(images, size, args.png)
     print(f"wrote {args.png}", flush=True)
     os._exit(0)  # QGIS 3.22 may crash while tearing down; the image is written
 

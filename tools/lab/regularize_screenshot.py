@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     app, _provider = start_processing()
     import processing
     from qgis.core import QgsRasterLayer, QgsRectangle
-    from qgis.PyQt.QtGui import QImage, QPainter
+
+    from tools.lab.map_image import save_sheet
 
     layer = QgsRasterLayer(args.raster, "raster")
     x, y, w, h = (int(v) for v in args.crop.split(",")) if args.crop else (0, 0, layer.width(), layer.height())
@@ -107,13 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         result = processing.run("footprint:regularize_buildings", {
             "INPUT": str(outlines), "MODE": index, "TOLERANCE": args.tolerance, "OUTPUT": str(work / f"{index}.gpkg")})
         images.append(render(layer, Path(result["OUTPUT"]), extent, size, mode, True))
-    sheet = QImage(size[0], size[1] * len(images) + 8 * (len(images) - 1), QImage.Format_ARGB32)
-    sheet.fill(0xFFFFFFFF)
-    painter = QPainter(sheet)
-    for index, image in enumerate(images):
-        painter.drawImage(0, index * (size[1] + 8), image)
-    painter.end()
-    sheet.convertToFormat(QImage.Format_Indexed8).save(str(args.png))  # 256 colours: a third of the bytes
+    save_sheet(images, size, args.png, colours_256=True)
     print(f"wrote {args.png}", flush=True)
     del app
     os._exit(0)  # QGIS 3.22 may crash while tearing down; the image is written
